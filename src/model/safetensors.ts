@@ -357,7 +357,7 @@ export function writeSafetensors(
   for (const name of names) {
     if (name === '' || name === '__metadata__') throw new SchemaError(`safetensors: invalid tensor name "${name}"`);
     const t = tensors.get(name)!;
-    if (!t.shape.every(isCount)) throw new SchemaError(`safetensors: tensor "${name}": shape [${t.shape.join(', ')}] is not a list of non-negative integers`);
+    if (!t.shape.every((d) => isCount(d))) throw new SchemaError(`safetensors: tensor "${name}": shape [${t.shape.join(', ')}] is not a list of non-negative integers`);
     const n = elementCount(t.shape);
     if (t.data.length !== n) {
       throw new SchemaError(`safetensors: tensor "${name}": ${t.data.length} values do not fill shape [${t.shape.join(', ')}]`);
