@@ -1,0 +1,192 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { BertTokenizer, DEFAULT_VOCAB_PATH, SHIPPED_VOCAB_SHA256 } from '../../../src/model/tokenizer.ts';
+import { normalizeText } from '../../../src/domain/text.ts';
+import { SchemaError } from '../../../src/errors/index.ts';
+import { sharedData } from '../../helpers/paths.ts';
+import type { Token } from '../../../src/domain/index.ts';
+
+const tokenizer = BertTokenizer.loadSync();
+const triples = (tokens: Token[]): Array<[string, number, number]> => tokens.map((t) => [t.text, t.start, t.end]);
+
+/** Lower case + accent stripping as BERT does, for checking that a token's span normalises to it. */
+const bertNormalize = (s: string): string =>
+  normalizeText(s)
+    .toLowerCase()
+    .normalize('NFD')
+    .replace(/[\p{Mn}\p{Cc}\p{Cf}]/gu, '');
+
+/** Every token's id matches its text, spans are ordered and non-empty, and non-## tokens are their span normalised. */
+function checkInvariants(text: string, tokens: Token[]): void {
+  let previousEnd = 0;
+  for (const t of tokens) {
+    assert.equal(tokenizer.idOf(t.text), t.id, `id of ${t.text}`);
+    assert.ok(t.start >= 0 && t.end > t.start && t.end <= text.length, `span of ${t.text}`);
+    assert.ok(t.start >= previousEnd || t.text.startsWith('##'), `order at ${t.text}`);
+    if (!t.text.startsWith('##') && t.id !== tokenizer.unkId) {
+      const piece = bertNormalize(text.slice(t.start, t.end));
+      assert.ok(piece === t.text || piece.startsWith(t.text), `"${text.slice(t.start, t.end)}" -> ${t.text}`);
+    }
+    previousEnd = Math.max(previousEnd, t.end);
+  }
+}
+
+test('the shipped vocabulary is bert-base-chinese with the expected ids and hash', async () => {
+  const loaded = await BertTokenizer.load();
+  assert.equal(loaded.vocabSha256, SHIPPED_VOCAB_SHA256);
+  assert.equal(createHash('sha256').update(readFileSync(DEFAULT_VOCAB_PATH)).digest('hex'), SHIPPED_VOCAB_SHA256);
+  assert.equal(loaded.vocabSize, 21128);
+  assert.deepEqual([loaded.padId, loaded.unkId, loaded.clsId, loaded.sepId, loaded.maskId], [0, 100, 101, 102, 103]);
+  assert.equal(loaded.idOf('的'), 4638);
+  assert.equal(loaded.tokenOf(4638), '的');
+  assert.equal(loaded.tokenOf(103), '[MASK]');
+  assert.equal(loaded.idOf('\u2028'), 343); // the vocabulary holds U+2028: lines are split on \n only
+  assert.equal(loaded.idOf('no-such-token'), undefined);
+  assert.equal(loaded.tokenOf(21128), undefined);
+  // Same vocabulary as the shared copy it came from.
+  assert.equal(BertTokenizer.loadSync(sharedData('bert-base-chinese-vocab', 'google_vocab.txt')).vocabSha256, SHIPPED_VOCAB_SHA256);
+});
+
+test('each CJK character is one token with its offset', () => {
+  const text = '新冠肺炎可通过呼吸道飞沫传播';
+  const tokens = tokenizer.tokenize(text);
+  assert.equal(tokens.length, text.length);
+  tokens.forEach((t, i) => {
+    assert.deepEqual([t.text, t.start, t.end], [text[i], i, i + 1]);
+  });
+  checkInvariants(text, tokens);
+});
+
+test('Latin words and numbers go through WordPiece, punctuation splits, whitespace vanishes', () => {
+  assert.deepEqual(triples(tokenizer.tokenize('CT示右肺12mm结节')), [
+    ['ct', 0, 2],
+    ['示', 2, 3],
+    ['右', 3, 4],
+    ['肺', 4, 5],
+    ['12', 5, 7],
+    ['##mm', 7, 9],
+    ['结', 9, 10],
+    ['节', 10, 11],
+  ]);
+  assert.deepEqual(triples(tokenizer.tokenize('COVID-19')), [
+    ['co', 0, 2],
+    ['##vi', 2, 4],
+    ['##d', 4, 5],
+    ['-', 5, 6],
+    ['19', 6, 8],
+  ]);
+  assert.deepEqual(triples(tokenizer.tokenize('  体温 37.5℃\n\t')), [
+    ['体', 2, 3],
+    ['温', 3, 4],
+    ['37', 5, 7],
+    ['.', 7, 8],
+    ['5℃', 8, 10], // ℃ is a symbol (So), not punctuation: BERT keeps it in the word, and the vocabulary has "5℃"
+  ]);
+  assert.deepEqual(tokenizer.tokenize('12mm').map((t) => t.id), [tokenizer.idOf('12'), tokenizer.idOf('##mm')]);
+});
+
+test('full-width forms and upper case fold to the same tokens as ASCII lower case, offsets on the original', () => {
+  assert.deepEqual(triples(tokenizer.tokenize('ＣＴ')), [['ct', 0, 2]]);
+  assert.deepEqual(
+    tokenizer.tokenize('ＣＴ：１２ＭＭ').map((t) => t.id),
+    tokenizer.tokenize('ct:12mm').map((t) => t.id),
+  );
+  // Ideographic space separates like a space.
+  assert.deepEqual(triples(tokenizer.tokenize('男\u3000５６岁')), [
+    ['男', 0, 1],
+    ['56', 2, 4],
+    ['岁', 4, 5],
+  ]);
+  const text = '患者，男，５６岁。ＣＴ示：右肺Ａ段';
+  checkInvariants(text, tokenizer.tokenize(text));
+});
+
+test('accents are stripped without losing offsets; lone combining marks vanish', () => {
+  assert.deepEqual(triples(tokenizer.tokenize('Café')), [['cafe', 0, 4]]);
+  // Decomposed é: the combining mark stays inside the token's span.
+  assert.deepEqual(triples(tokenizer.tokenize('cafe\u0301 x')), [
+    ['cafe', 0, 5],
+    ['x', 6, 7],
+  ]);
+  assert.deepEqual(triples(tokenizer.tokenize('\u0301a')), [['a', 1, 2]]);
+  assert.deepEqual(tokenizer.tokenize('\u0301\u0302'), []);
+});
+
+test('control and format characters are dropped without splitting a word', () => {
+  assert.deepEqual(triples(tokenizer.tokenize('\u200bab\u200bcd\u0007 ')), [
+    ['abc', 1, 5],
+    ['##d', 5, 7],
+  ]);
+  assert.deepEqual(triples(tokenizer.tokenize('\ufeff肺\u0000')), [['肺', 1, 2]]);
+  // Form feed separates words (BERT would silently join them).
+  assert.deepEqual(triples(tokenizer.tokenize('ab\fcd')), [
+    ['ab', 0, 2],
+    ['cd', 3, 5],
+  ]);
+});
+
+test('unknown characters become [UNK]; surrogate pairs count as one character', () => {
+  // U+20000 and U+2A6A5 are CJK extension B ideographs absent from the vocabulary; the emoji is in it.
+  assert.deepEqual(triples(tokenizer.tokenize('𠀀𪚥😂')), [
+    ['[UNK]', 0, 2],
+    ['[UNK]', 2, 4],
+    ['😂', 4, 6],
+  ]);
+  assert.deepEqual(triples(tokenizer.tokenize('a😂')), [
+    ['a', 0, 1],
+    ['##😂', 1, 3],
+  ]);
+  // A word with no full WordPiece cover is one [UNK] over the whole word.
+  assert.deepEqual(triples(tokenizer.tokenize('ab🦠 x')), [
+    ['[UNK]', 0, 4],
+    ['x', 5, 6],
+  ]);
+  // Replacement character, private use and a lone surrogate: [UNK], never silently lost.
+  assert.deepEqual(triples(tokenizer.tokenize('\ufffd肺\ue000\ud800')), [
+    ['[UNK]', 0, 1],
+    ['肺', 1, 2],
+    ['[UNK]', 2, 4],
+  ]);
+  // A CJK compatibility ideograph is looked up by its NFD form (U+F900 -> U+8C48 豈).
+  assert.deepEqual(
+    tokenizer.tokenize('\uf900').map((t) => [t.id, t.start, t.end]),
+    [[tokenizer.idOf('豈') ?? tokenizer.unkId, 0, 1]],
+  );
+});
+
+test('a word over 100 characters is one [UNK]; empty and blank input give no tokens', () => {
+  assert.deepEqual(triples(tokenizer.tokenize('x'.repeat(101))), [['[UNK]', 0, 101]]);
+  assert.ok(tokenizer.tokenize('x'.repeat(100)).every((t) => t.id !== tokenizer.unkId));
+  assert.deepEqual(tokenizer.tokenize(''), []);
+  assert.deepEqual(tokenizer.tokenize(' \n\t\u3000'), []);
+});
+
+test('offsets map back on real clinical text', () => {
+  const lines = readFileSync(sharedData('kbert-medical-ner', 'dev.tsv'), 'utf8').split('\n').slice(1, 200);
+  let count = 0;
+  for (const line of lines) {
+    const text = line.split('\t')[0];
+    const tokens = tokenizer.tokenize(text);
+    checkInvariants(text, tokens);
+    count += tokens.length;
+  }
+  assert.ok(count > 1000);
+});
+
+test('a custom vocabulary loads from bytes; missing special tokens are refused', () => {
+  const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'un', '##aff', '##able', 'a', '##b'].join('\n') + '\n';
+  const small = BertTokenizer.fromVocabBytes(new TextEncoder().encode(vocab));
+  assert.equal(small.vocabSize, 10);
+  assert.deepEqual(triples(small.tokenize('unaffable ab abc')), [
+    ['un', 0, 2],
+    ['##aff', 2, 5],
+    ['##able', 5, 9],
+    ['a', 10, 11],
+    ['##b', 11, 12],
+    ['[UNK]', 13, 16],
+  ]);
+  assert.throws(() => BertTokenizer.fromVocabBytes(new TextEncoder().encode('[PAD]\n[UNK]\n')), SchemaError);
+  assert.throws(() => BertTokenizer.loadSync('/nonexistent/vocab.txt'), /cannot read vocabulary/);
+});
