@@ -1,0 +1,248 @@
+/**
+ * NER evaluation over BIO tag sequences (one tag per original character/token).
+ *
+ * Two scores, both reported:
+ * - strict micro P/R/F1: an entity counts as correct only when its span and its type both match;
+ * - the K-BERT-compatible score, replicating run_kbert_ner.py's `evaluate`: every B-* tag starts an
+ *   entity that runs over the following tags until O, another B-* or the sentence end (an I- of
+ *   ANOTHER type continues it); an I- tag with no entity open is ignored (neither gold nor
+ *   predicted); a prediction is correct when its (start, end) equals a gold entity's. The type is
+ *   never compared. K-BERT also counted predicted B- tags on injected knowledge tokens as
+ *   predictions; here predictions exist for original tokens only, so that term is always zero.
+ *
+ * Plus per-type strict P/R/F1 (the paper's table 5) and an error breakdown.
+ */
+
+export interface TypedSpan {
+  /** First token index. */
+  start: number;
+  /** One past the last token index. */
+  end: number;
+  type: string;
+}
+
+export interface Prf {
+  precision: number;
+  recall: number;
+  f1: number;
+  /** Correct predictions. */
+  correct: number;
+  predicted: number;
+  gold: number;
+}
+
+/**
+ * Where the predictions went wrong, entity by entity (each predicted entity is counted once, in the
+ * first class that applies, in this order):
+ * - correct: same span, same type;
+ * - typeConfusion: same span, other type (`typePairs` counts "gold->predicted");
+ * - boundaryError: overlaps a gold entity of the same type, other span;
+ * - boundaryAndType: overlaps only gold entities of other types, other span;
+ * - spurious: overlaps no gold entity.
+ * missed counts gold entities overlapped by no prediction at all.
+ */
+export interface ConfusionSummary {
+  correct: number;
+  typeConfusion: number;
+  boundaryError: number;
+  boundaryAndType: number;
+  spurious: number;
+  missed: number;
+  typePairs: Record<string, number>;
+}
+
+export interface NerEvaluation {
+  sentences: number;
+  tokens: number;
+  strict: Prf;
+  kbert: Prf;
+  perType: Record<string, Prf>;
+  confusion: ConfusionSummary;
+}
+
+/**
+ * Entities of a BIO sequence, conlleval style: B-X starts an entity; I-X continues it only when the
+ * open entity is of type X, otherwise it starts a new one (so invalid sequences still yield spans).
+ */
+export function spansFromBio(tags: readonly string[]): TypedSpan[] {
+  const spans: TypedSpan[] = [];
+  let open: TypedSpan | null = null;
+  for (let i = 0; i < tags.length; i++) {
+    const tag = tags[i];
+    const kind = tag[0];
+    const type = tag.length > 2 ? tag.slice(2) : '';
+    if (kind === 'I' && open && open.type === type) {
+      open.end = i + 1;
+      continue;
+    }
+    if (open) {
+      spans.push(open);
+      open = null;
+    }
+    if (kind === 'B' || kind === 'I') open = { start: i, end: i + 1, type };
+  }
+  if (open) spans.push(open);
+  return spans;
+}
+
+/** Entity boundaries as K-BERT's scorer reads them (type-blind; orphan I- ignored). */
+export function kbertSpans(tags: readonly string[]): Array<[number, number]> {
+  const spans: Array<[number, number]> = [];
+  for (let j = 0; j < tags.length; j++) {
+    if (tags[j][0] !== 'B') continue;
+    let k = j + 1;
+    while (k < tags.length && tags[k] !== 'O' && tags[k][0] !== 'B') k++;
+    spans.push([j, k - 1]);
+  }
+  return spans;
+}
+
+export function prf(correct: number, predicted: number, gold: number): Prf {
+  const precision = predicted > 0 ? correct / predicted : 0;
+  const recall = gold > 0 ? correct / gold : 0;
+  const f1 = precision + recall > 0 ? (2 * precision * recall) / (precision + recall) : 0;
+  return { precision, recall, f1, correct, predicted, gold };
+}
+
+interface Counts {
+  correct: number;
+  predicted: number;
+  gold: number;
+}
+
+const zeroCounts = (): Counts => ({ correct: 0, predicted: 0, gold: 0 });
+
+/** Accumulates sentence after sentence; `result()` gives the scores so far. */
+export class NerEvaluator {
+  private sentences = 0;
+  private tokens = 0;
+  private readonly strict = zeroCounts();
+  private readonly kbert = zeroCounts();
+  private readonly perType = new Map<string, Counts>();
+  private readonly confusion: ConfusionSummary = {
+    correct: 0,
+    typeConfusion: 0,
+    boundaryError: 0,
+    boundaryAndType: 0,
+    spurious: 0,
+    missed: 0,
+    typePairs: {},
+  };
+
+  /** @param types entity types to report even when absent from gold and predictions. */
+  constructor(types: readonly string[] = []) {
+    for (const t of types) this.perType.set(t, zeroCounts());
+  }
+
+  /**
+   * @param gold gold tags (repaired, valid BIO) for the strict score and the breakdown.
+   * @param predicted predicted tags, same length.
+   * @param kbertGold gold tags as K-BERT's scorer would see them (as in the file, orphan I- kept);
+   *   defaults to `gold`.
+   */
+  add(gold: readonly string[], predicted: readonly string[], kbertGold: readonly string[] = gold): void {
+    if (gold.length !== predicted.length || kbertGold.length !== gold.length) {
+      throw new RangeError(`gold has ${gold.length} tags, predicted ${predicted.length}, K-BERT gold ${kbertGold.length}: they must be equal`);
+    }
+    this.sentences++;
+    this.tokens += gold.length;
+    const goldSpans = spansFromBio(gold);
+    const predSpans = spansFromBio(predicted);
+    const key = (s: TypedSpan) => `${s.start}:${s.end}`;
+    const goldByKey = new Map(goldSpans.map((s) => [key(s), s]));
+
+    for (const g of goldSpans) this.typeCounts(g.type).gold++;
+    for (const p of predSpans) {
+      this.typeCounts(p.type).predicted++;
+      const same = goldByKey.get(key(p));
+      if (same && same.type === p.type) {
+        this.strict.correct++;
+        this.typeCounts(p.type).correct++;
+        this.confusion.correct++;
+      } else if (same) {
+        this.confusion.typeConfusion++;
+        const pair = `${same.type}->${p.type}`;
+        this.confusion.typePairs[pair] = (this.confusion.typePairs[pair] ?? 0) + 1;
+      } else {
+        const overlapping = goldSpans.filter((g) => g.start < p.end && p.start < g.end);
+        if (overlapping.length === 0) this.confusion.spurious++;
+        else if (overlapping.some((g) => g.type === p.type)) this.confusion.boundaryError++;
+        else this.confusion.boundaryAndType++;
+      }
+    }
+    for (const g of goldSpans) {
+      if (!predSpans.some((p) => p.start < g.end && g.start < p.end)) this.confusion.missed++;
+    }
+    this.strict.predicted += predSpans.length;
+    this.strict.gold += goldSpans.length;
+
+    const kGold = kbertSpans(kbertGold);
+    const kPred = kbertSpans(predicted);
+    const kGoldKeys = new Set(kGold.map(([s, e]) => `${s}:${e}`));
+    this.kbert.gold += kGold.length;
+    this.kbert.predicted += kPred.length;
+    for (const [s, e] of kPred) if (kGoldKeys.has(`${s}:${e}`)) this.kbert.correct++;
+  }
+
+  private typeCounts(type: string): Counts {
+    let c = this.perType.get(type);
+    if (!c) {
+      c = zeroCounts();
+      this.perType.set(type, c);
+    }
+    return c;
+  }
+
+  result(): NerEvaluation {
+    const perType: Record<string, Prf> = {};
+    for (const [t, c] of this.perType) perType[t] = prf(c.correct, c.predicted, c.gold);
+    return {
+      sentences: this.sentences,
+      tokens: this.tokens,
+      strict: prf(this.strict.correct, this.strict.predicted, this.strict.gold),
+      kbert: prf(this.kbert.correct, this.kbert.predicted, this.kbert.gold),
+      perType,
+      confusion: { ...this.confusion, typePairs: { ...this.confusion.typePairs } },
+    };
+  }
+}
+
+/** Scores a whole set at once. */
+export function evaluateNer(
+  items: Iterable<{ gold: readonly string[]; predicted: readonly string[]; kbertGold?: readonly string[] }>,
+  types: readonly string[] = [],
+): NerEvaluation {
+  const ev = new NerEvaluator(types);
+  for (const it of items) ev.add(it.gold, it.predicted, it.kbertGold);
+  return ev.result();
+}
+
+const pct = (x: number) => (100 * x).toFixed(2);
+
+/** A plain-text report: both scores, per-type F1 and the error breakdown. */
+export function formatEvaluation(e: NerEvaluation, typeNames: Record<string, string> = {}): string {
+  const line = (name: string, m: Prf) =>
+    `${name.padEnd(24)} P ${pct(m.precision).padStart(6)}  R ${pct(m.recall).padStart(6)}  F1 ${pct(m.f1).padStart(6)}  ` +
+    `(correct ${m.correct}, predicted ${m.predicted}, gold ${m.gold})`;
+  const out = [
+    `${e.sentences} sentences, ${e.tokens} tokens`,
+    line('strict (span + type)', e.strict),
+    line('K-BERT (span only)', e.kbert),
+    '',
+    'per type (strict):',
+  ];
+  for (const [t, m] of Object.entries(e.perType)) out.push(`  ${line(typeNames[t] ? `${t} ${typeNames[t]}` : t, m)}`);
+  const c = e.confusion;
+  out.push(
+    '',
+    'errors:',
+    `  type confusions (same span): ${c.typeConfusion}`,
+    `  boundary errors (same type): ${c.boundaryError}`,
+    `  boundary + type errors:      ${c.boundaryAndType}`,
+    `  spurious (no gold overlap):  ${c.spurious}`,
+    `  missed (no prediction):      ${c.missed}`,
+  );
+  const pairs = Object.entries(c.typePairs).sort((a, b) => b[1] - a[1]);
+  if (pairs.length) out.push(`  confused gold->predicted: ${pairs.map(([p, n]) => `${p} ${n}`).join(', ')}`);
+  return out.join('\n');
+}
