@@ -78,7 +78,25 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options:
       const ceiling = Math.min(options.maxDelayMs, options.initialDelayMs * factor ** attempt);
       const delayMs = Math.round(Math.random() * ceiling);
       options.onRetry?.(error, attempt + 1, delayMs);
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      await abortableDelay(delayMs, options.signal);
+      if (options.signal?.aborted) {
+        throw new RetriesExhaustedError(`stopped after ${attempt + 1} attempts: ${(error as Error).message}`, error);
+      }
     }
   }
+}
+
+/** Waits `ms`, or less if `signal` aborts first (so that shutdown does not wait out a backoff). */
+function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {
+  if (!signal) return new Promise((resolve) => setTimeout(resolve, ms));
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
