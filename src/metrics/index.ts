@@ -1,0 +1,2 @@
+export { PromStageMetrics, STAGES, ERROR_CLASSES, type PromStageMetricsOptions } from './stage-metrics.ts';
+export { startMetricsServer, type MetricsServer, type MetricsServerOptions, type Readiness } from './server.ts';

@@ -1,0 +1,34 @@
+/**
+ * Why one document is rejected. Each class is a dead-letter `errorClass` and a metric label, so the
+ * set is small and fixed; messages say what is wrong without quoting the text.
+ */
+import { PoisonRecordError } from '../errors/index.ts';
+
+/** The record decoded but a required field is missing or malformed (e.g. an empty id). */
+export class InvalidDocumentError extends PoisonRecordError {}
+/** The text is empty or whitespace only. */
+export class EmptyTextError extends PoisonRecordError {}
+/** The text is longer than the configured limit. */
+export class TextTooLongError extends PoisonRecordError {}
+/** The text is not valid Unicode: lone surrogates, or U+FFFD left by decoding invalid UTF-8. */
+export class InvalidTextError extends PoisonRecordError {}
+/** The model failed on this document alone (found by retrying the micro-batch document by document). */
+export class InferenceError extends PoisonRecordError {}
+/** Segmenting, knowledge injection or entity assembly failed on this document alone. */
+export class DocumentProcessingError extends PoisonRecordError {}
+
+/** Error classes a dead letter can carry; anything else is reported as "Other" in metrics. */
+export const DEAD_LETTER_CLASSES = [
+  'SchemaError',
+  'InvalidDocumentError',
+  'EmptyTextError',
+  'TextTooLongError',
+  'InvalidTextError',
+  'InferenceError',
+  'DocumentProcessingError',
+] as const;
+
+export function deadLetterClass(error: unknown): string {
+  const name = error instanceof Error ? error.name : '';
+  return (DEAD_LETTER_CLASSES as readonly string[]).includes(name) ? name : 'Other';
+}

@@ -1,0 +1,152 @@
+/**
+ * Exactly-once output: each micro-batch's EntityAnnotations and DeadLetter records and the input
+ * offsets it consumed are written in one Kafka transaction, so a consumer reading committed data
+ * (readUncommitted: false) sees every input record's result exactly once, and an aborted transaction
+ * leaves the input to be processed again.
+ *
+ * One transactional producer per input partition (transactional id <prefix>-<topic>-<partition>):
+ * kafkajs does not implement group-metadata fencing (KIP-447), so fencing by a partition-bound
+ * transactional id is what stops a stage that lost a partition in a rebalance from committing
+ * output for it after its successor took over.
+ */
+import type { Admin, Kafka, Message, Producer } from 'kafkajs';
+import { Partitioners } from 'kafkajs';
+import type { StageConfig } from '../config/index.ts';
+import { TransportError } from '../errors/index.ts';
+import type { Logger } from '../pipeline/ports.ts';
+import { safeErrorMessage } from '../pipeline/logging.ts';
+
+export interface TransactionContent {
+  /** Records per output topic. */
+  messages: Map<string, Message[]>;
+  /** Input position after the micro-batch: the next offset to read. */
+  nextOffset: bigint;
+  inputTopic: string;
+  partition: number;
+}
+
+/** kafkajs errors that mean another producer took over this transactional id. */
+const FENCED = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED', 'INVALID_PRODUCER_ID_MAPPING']);
+
+export function isFenced(error: unknown): boolean {
+  const type = (error as { type?: string } | null)?.type;
+  return typeof type === 'string' && FENCED.has(type);
+}
+
+export class TransactionalPublisher {
+  private readonly producers = new Map<number, Promise<Producer>>();
+  private admin: Admin | null = null;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly config: StageConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  private transactionalId(topic: string, partition: number): string {
+    return `${this.config.transactionalIdPrefix}-${topic}-${partition}`;
+  }
+
+  private producerFor(topic: string, partition: number): Promise<Producer> {
+    let p = this.producers.get(partition);
+    if (!p) {
+      const producer = this.kafka.producer({
+        transactionalId: this.transactionalId(topic, partition),
+        idempotent: true,
+        maxInFlightRequests: 1,
+        transactionTimeout: this.config.kafka.transactionTimeoutMs,
+        createPartitioner: Partitioners.DefaultPartitioner,
+        retry: { retries: this.config.kafka.retries, initialRetryTime: this.config.kafka.initialRetryMs, maxRetryTime: this.config.kafka.maxRetryMs },
+      });
+      p = producer.connect().then(() => producer);
+      // A failed connect must not stay cached.
+      p.catch(() => this.producers.delete(partition));
+      this.producers.set(partition, p);
+    }
+    return p;
+  }
+
+  /** Drops a producer whose transaction state is unknown; its successor (same transactional id) fences it and aborts what it left open. */
+  private async reset(partition: number): Promise<void> {
+    const p = this.producers.get(partition);
+    this.producers.delete(partition);
+    if (!p) return;
+    try {
+      await (await p).disconnect();
+    } catch {
+      // Already broken; the new producer's initialisation cleans up on the broker side.
+    }
+  }
+
+  /** Commits the content in one transaction; on any failure the transaction is aborted (or its producer replaced) and a TransportError thrown. */
+  async commit(content: TransactionContent): Promise<void> {
+    const { inputTopic, partition } = content;
+    let producer: Producer;
+    try {
+      producer = await this.producerFor(inputTopic, partition);
+    } catch (error) {
+      throw new TransportError(`cannot connect the transactional producer: ${safeErrorMessage(error)}`, error);
+    }
+    let transaction: Awaited<ReturnType<Producer['transaction']>> | null = null;
+    try {
+      transaction = await producer.transaction();
+      for (const [topic, messages] of content.messages) {
+        if (messages.length > 0) await transaction.send({ topic, messages, acks: -1 });
+      }
+      await transaction.sendOffsets({
+        consumerGroupId: this.config.groupId,
+        topics: [{ topic: inputTopic, partitions: [{ partition, offset: content.nextOffset.toString() }] }],
+      });
+      await transaction.commit();
+    } catch (error) {
+      let aborted = false;
+      if (transaction && transaction.isActive()) {
+        try {
+          await transaction.abort();
+          aborted = true;
+        } catch {
+          // The abort could not reach the coordinator; replacing the producer aborts it there.
+        }
+      }
+      if (!aborted) await this.reset(partition);
+      this.logger.warn('output transaction failed and was aborted; the micro-batch will be retried', {
+        partition,
+        errorClass: error instanceof Error ? error.name : 'Error',
+        kafkaError: (error as { type?: string }).type,
+        error: safeErrorMessage(error),
+      });
+      throw new TransportError(`output transaction failed: ${safeErrorMessage(error)}`, error, !isFenced(error));
+    }
+  }
+
+  /** The offset committed for the stage's group on an input partition, or null when none. */
+  async committedOffset(topic: string, partition: number): Promise<bigint | null> {
+    try {
+      if (!this.admin) {
+        const admin = this.kafka.admin({ retry: { retries: 2 } });
+        await admin.connect();
+        this.admin = admin;
+      }
+      const [entry] = await this.admin.fetchOffsets({ groupId: this.config.groupId, topics: [topic] });
+      const p = entry?.partitions.find((x) => x.partition === partition);
+      if (!p || p.offset === '-1') return null;
+      return BigInt(p.offset);
+    } catch (error) {
+      throw new TransportError(`cannot read committed offsets: ${safeErrorMessage(error)}`, error);
+    }
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.producers.values()];
+    this.producers.clear();
+    for (const p of all) {
+      try {
+        await (await p).disconnect();
+      } catch {
+        // Closing anyway.
+      }
+    }
+    if (this.admin) await this.admin.disconnect().catch(() => undefined);
+    this.admin = null;
+  }
+}

@@ -1,0 +1,405 @@
+/**
+ * The streaming stage: a kafkajs consumer group on the input topic, micro-batches through the
+ * pipeline, results and dead letters published with the input offsets in one transaction.
+ *
+ * Micro-batches close on count, bytes or time, whichever comes first: the broker holds a fetch until
+ * a micro-batch's worth of bytes is there or `batch.maxWaitMs` has passed, and the stage cuts what
+ * arrives into micro-batches of at most `batch.maxRecords` records and `batch.maxBytes` bytes.
+ */
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message } from 'kafkajs';
+import type { StageConfig } from '../config/index.ts';
+import type { Document } from '../domain/index.ts';
+import { ModelError, RmBertError, withRetry } from '../errors/index.ts';
+import { DocumentProcessingError, deadLetterClass } from '../pipeline/errors.ts';
+import { KnowledgeGate } from '../pipeline/knowledge-gate.ts';
+import { safeErrorMessage } from '../pipeline/logging.ts';
+import { ModelDirectoryWatcher, ModelSwitcher, type ModelCatalog } from '../pipeline/model-swap.ts';
+import { NO_STAGE_METRICS, type KnowledgeSource, type Logger, type ModelLoader, type ModelRequest, type StageMetrics } from '../pipeline/ports.ts';
+import { BatchProcessor, type BatchResult } from '../pipeline/processor.ts';
+import { codecs, type DeadLetterRecord } from './codecs.ts';
+import { createKafka } from './kafka.ts';
+import { startModelUpdateListener, type ModelUpdateListener } from './model-updates.ts';
+import { TransactionalPublisher } from './publisher.ts';
+import { deadLetter, toAnnotationsRecord, toDocument } from './records.ts';
+import { ensureTopics } from './topics.ts';
+
+export interface StageDeps {
+  logger: Logger;
+  metrics?: StageMetrics & { setReady?(ready: boolean): void };
+  modelLoader: ModelLoader;
+  /** Finds the newest artifact in config.model.dir and is polled for new ones; without it, config.model.dir is loaded as one artifact. */
+  modelCatalog?: ModelCatalog;
+  /** Null: serve without knowledge (outputs carry an empty kgVersion). */
+  knowledge: KnowledgeSource | null;
+  /** For tests: the Kafka client (otherwise built from config.kafka). */
+  kafka?: Kafka;
+  /** Wall clock in ms (record timestamps are compared with it). */
+  now?: () => number;
+}
+
+export interface Readiness {
+  ready: boolean;
+  checks: Record<string, boolean>;
+}
+
+export interface StageCounters {
+  recordsIn: number;
+  recordsOut: number;
+  deadLettered: number;
+  microBatches: number;
+  transactionsAborted: number;
+}
+
+export interface StageHandle {
+  readonly models: ModelSwitcher;
+  readonly knowledge: KnowledgeGate | null;
+  readonly watcher: ModelDirectoryWatcher | null;
+  readiness(): Readiness;
+  counters(): StageCounters;
+  /** Settles when the stage stops: after stop(), or rejects when the consumer fails for good. */
+  readonly finished: Promise<void>;
+  /** Stops fetching, finishes and commits the in-flight micro-batch, closes everything; `clean` is false if the deadline cut it short. */
+  stop(deadlineMs?: number): Promise<{ clean: boolean }>;
+}
+
+interface Chunk {
+  messages: KafkaMessage[];
+  bytes: number;
+}
+
+/** Cuts a fetched batch into micro-batches of at most maxRecords records and maxBytes bytes (at least one record each). */
+export function cutMicroBatches(messages: readonly KafkaMessage[], maxRecords: number, maxBytes: number): Chunk[] {
+  const chunks: Chunk[] = [];
+  let current: Chunk = { messages: [], bytes: 0 };
+  for (const m of messages) {
+    const size = (m.value?.length ?? 0) + (m.key?.length ?? 0);
+    if (current.messages.length > 0 && (current.messages.length >= maxRecords || current.bytes + size > maxBytes)) {
+      chunks.push(current);
+      current = { messages: [], bytes: 0 };
+    }
+    current.messages.push(m);
+    current.bytes += size;
+  }
+  if (current.messages.length > 0) chunks.push(current);
+  return chunks;
+}
+
+class Stage implements StageHandle {
+  readonly models: ModelSwitcher;
+  readonly knowledge: KnowledgeGate | null;
+  watcher: ModelDirectoryWatcher | null = null;
+  readonly finished: Promise<void>;
+  private resolveFinished!: () => void;
+  private rejectFinished!: (e: unknown) => void;
+  private readonly metrics: StageMetrics & { setReady?(ready: boolean): void };
+  private readonly log: Logger;
+  private readonly processor: BatchProcessor;
+  private readonly now: () => number;
+  private kafka!: Kafka;
+  private consumer: Consumer | null = null;
+  private publisher: TransactionalPublisher | null = null;
+  private updates: ModelUpdateListener | null = null;
+  private joined = false;
+  private stopping: Promise<{ clean: boolean }> | null = null;
+  /** Aborted only when a stop overruns its deadline: cuts retry loops short. */
+  private readonly hardStop = new AbortController();
+  private readonly stats: StageCounters = { recordsIn: 0, recordsOut: 0, deadLettered: 0, microBatches: 0, transactionsAborted: 0 };
+
+  constructor(
+    private readonly config: StageConfig,
+    private readonly deps: StageDeps,
+  ) {
+    this.log = deps.logger.child({ component: 'stage', instance: config.instanceId });
+    this.metrics = deps.metrics ?? NO_STAGE_METRICS;
+    this.now = deps.now ?? Date.now;
+    this.models = new ModelSwitcher(deps.modelLoader, this.log, this.metrics);
+    this.knowledge = deps.knowledge
+      ? new KnowledgeGate(deps.knowledge, {
+          retryInitialMs: config.knowledge.retryInitialMs,
+          retryMaxMs: config.knowledge.retryMaxMs,
+          logger: this.log,
+          metrics: this.metrics,
+        })
+      : null;
+    this.processor = new BatchProcessor({ knowledge: this.knowledge, limits: { maxTextChars: config.maxTextChars }, metrics: this.metrics, logger: this.log });
+    this.finished = new Promise((resolve, reject) => {
+      this.resolveFinished = resolve;
+      this.rejectFinished = reject;
+    });
+    // A fatal consumer failure is reported through `finished`; nobody may be listening yet.
+    this.finished.catch(() => undefined);
+  }
+
+  readiness(): Readiness {
+    const checks = {
+      consumerJoined: this.joined,
+      modelLoaded: this.models.loaded,
+      modelUpdatesListening: this.updates?.listening ?? false,
+      notStopping: this.stopping === null,
+    };
+    return { ready: Object.values(checks).every(Boolean), checks };
+  }
+
+  counters(): StageCounters {
+    return { ...this.stats };
+  }
+
+  private updateReady(): void {
+    this.metrics.setReady?.(this.readiness().ready);
+  }
+
+  async start(): Promise<void> {
+    const { config } = this;
+    let initial: ModelRequest = { location: config.model.dir, reason: 'startup' };
+    if (this.deps.modelCatalog) {
+      const entry = await this.deps.modelCatalog.latest();
+      if (!entry) throw new ModelError(`no model artifact in ${config.model.dir} (set RMBERT_MODEL_DIR or --model-dir)`);
+      initial = { location: entry.location, sha256: entry.sha256, reason: 'startup' };
+    }
+    const model = await this.models.start(initial);
+    this.log.info('model loaded', { modelVersion: `${model.version.name}+${model.version.hash}`, engine: model.engine, usesKnowledge: model.usesKnowledge });
+
+    this.kafka = this.deps.kafka ?? createKafka(config.kafka, this.log);
+    if (config.createTopics) await ensureTopics(this.kafka, config, this.log);
+    this.publisher = new TransactionalPublisher(this.kafka, config, this.log);
+
+    const consumer = this.kafka.consumer({
+      groupId: config.groupId,
+      sessionTimeout: config.kafka.sessionTimeoutMs,
+      heartbeatInterval: Math.max(1000, Math.floor(config.kafka.sessionTimeoutMs / 10)),
+      minBytes: config.batch.maxBytes,
+      maxBytes: Math.max(10 * 1024 * 1024, config.batch.maxBytes),
+      maxBytesPerPartition: Math.max(1024 * 1024, config.batch.maxBytes),
+      maxWaitTimeInMs: Math.max(1, config.batch.maxWaitMs),
+      readUncommitted: false,
+      retry: {
+        retries: config.kafka.retries,
+        initialRetryTime: config.kafka.initialRetryMs,
+        maxRetryTime: config.kafka.maxRetryMs,
+        restartOnFailure: async (error) => {
+          this.log.error('consumer failed; restarting it', { errorClass: error.name, error: safeErrorMessage(error) });
+          return this.stopping === null;
+        },
+      },
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      this.joined = true;
+      this.updateReady();
+      const assigned = e.payload.memberAssignment[config.topics.input] ?? [];
+      this.log.info('joined consumer group', { groupId: config.groupId, partitions: assigned });
+    });
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.joined = false;
+      this.updateReady();
+      if (!e.payload.restart && this.stopping === null) {
+        this.log.error('consumer stopped for good', { error: safeErrorMessage(e.payload.error) });
+        this.rejectFinished(e.payload.error);
+      }
+    });
+    consumer.on(consumer.events.STOP, () => {
+      this.joined = false;
+      this.updateReady();
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic: config.topics.input, fromBeginning: true });
+
+    this.updates = await startModelUpdateListener(this.kafka, config, this.models, this.log);
+    if (this.deps.modelCatalog) {
+      this.watcher = new ModelDirectoryWatcher(this.deps.modelCatalog, this.models, config.model.pollIntervalMs, this.log);
+      this.watcher.start(initial.sha256 ?? null);
+    }
+
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: (payload) => this.eachBatch(payload),
+    });
+    this.log.info('stage started', { input: config.topics.input, output: config.topics.output, groupId: config.groupId });
+  }
+
+  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    const { topic, partition } = batch;
+    this.metrics.consumerLag(topic, partition, Number(batch.offsetLagLow()));
+    for (const chunk of cutMicroBatches(batch.messages, this.config.batch.maxRecords, this.config.batch.maxBytes)) {
+      if (!isRunning() || isStale()) break;
+      await this.microBatch(topic, partition, chunk);
+      resolveOffset(chunk.messages[chunk.messages.length - 1].offset);
+      const last = BigInt(chunk.messages[chunk.messages.length - 1].offset);
+      this.metrics.consumerLag(topic, partition, Number(BigInt(batch.highWatermark) - last - 1n));
+      await heartbeat();
+    }
+  }
+
+  private retryOptions(what: string) {
+    return {
+      retries: 1_000_000,
+      initialDelayMs: this.config.kafka.initialRetryMs,
+      maxDelayMs: this.config.kafka.maxRetryMs,
+      signal: this.hardStop.signal,
+      onRetry: (error: unknown, attempt: number, delayMs: number) => {
+        this.log.warn(`${what} failed; retrying`, { attempt, delayMs, errorClass: error instanceof Error ? error.name : 'Error', error: safeErrorMessage(error) });
+      },
+    };
+  }
+
+  private async microBatch(topic: string, partition: number, chunk: Chunk): Promise<void> {
+    const started = performance.now();
+    const codec = codecs();
+    const dead: { record: DeadLetterRecord; key: Buffer | null }[] = [];
+    const docs: Document[] = [];
+    const sources: KafkaMessage[] = [];
+    const t0 = performance.now();
+    for (const m of chunk.messages) {
+      try {
+        if (!m.value || m.value.length === 0) throw new RmBertError('record has no value');
+        docs.push(toDocument(codec.emrDocument.decode(m.value)));
+        sources.push(m);
+      } catch (error) {
+        const cls = error instanceof RmBertError && error.name !== 'RmBertError' ? error.name : 'SchemaError';
+        dead.push({
+          key: m.key,
+          record: deadLetter({ topic, partition, offset: m.offset, key: m.key, value: m.value }, cls, safeErrorMessage(error), 'decode', this.now()),
+        });
+      }
+    }
+    const decodeMs = performance.now() - t0;
+    this.metrics.stageSeconds('decode', decodeMs / 1000);
+
+    // Retriable failures (a model failing on every document) retry the micro-batch; a staged model may be installed in between.
+    const result: BatchResult = await withRetry(async () => {
+      await this.models.installStaged();
+      return this.processor.process(docs, this.models.current);
+    }, this.retryOptions('micro-batch'));
+
+    const annotatedAt = this.now();
+    const outputs: Message[] = [];
+    result.outcomes.forEach((outcome, i) => {
+      const m = sources[i];
+      const doc = docs[i];
+      if (outcome.ok) {
+        try {
+          const record = toAnnotationsRecord({ ...outcome.annotation, timingsMs: { decode: Math.round(decodeMs * 1000) / 1000, ...outcome.annotation.timingsMs } }, annotatedAt);
+          outputs.push({ key: doc.id, value: codec.entityAnnotations.encode(record) });
+          return;
+        } catch (error) {
+          outcome = { ok: false, stage: 'assemble', error: new DocumentProcessingError(`output record does not fit the schema: ${safeErrorMessage(error)}`, { cause: error }) };
+        }
+      }
+      if (!outcome.ok) {
+        const cls = deadLetterClass(outcome.error);
+        dead.push({
+          key: m.key,
+          record: deadLetter({ topic, partition, offset: m.offset, key: m.key, value: m.value }, cls, safeErrorMessage(outcome.error, [doc.text, doc.patientRef]), outcome.stage, this.now()),
+        });
+        this.log.warn('record dead-lettered', { partition, offset: m.offset, documentId: doc.id, errorClass: cls, stage: outcome.stage });
+      }
+    });
+    for (const d of dead.filter((x) => x.record.stage === 'decode')) {
+      this.log.warn('record dead-lettered', { partition, offset: d.record.sourceOffset, errorClass: d.record.errorClass, stage: 'decode' });
+    }
+
+    const nextOffset = BigInt(chunk.messages[chunk.messages.length - 1].offset) + 1n;
+    const messages = new Map<string, Message[]>([
+      [this.config.topics.output, outputs],
+      [this.config.topics.deadLetter, dead.map((d) => ({ key: d.key, value: codec.deadLetter.encode(d.record) }))],
+    ]);
+    const tp = performance.now();
+    await withRetry(async (attempt) => {
+      if (attempt > 0) {
+        // A commit whose reply was lost may have gone through: the committed offset tells.
+        const committed = await this.publisher!.committedOffset(topic, partition);
+        if (committed !== null && committed >= nextOffset) {
+          this.log.info('the previous attempt had committed; not publishing again', { partition, nextOffset: nextOffset.toString() });
+          return;
+        }
+      }
+      try {
+        await this.publisher!.commit({ messages, nextOffset, inputTopic: topic, partition });
+      } catch (error) {
+        this.stats.transactionsAborted++;
+        this.metrics.transactionAborted();
+        throw error;
+      }
+    }, this.retryOptions('output transaction'));
+    const publishMs = performance.now() - tp;
+    this.metrics.stageSeconds('publish', publishMs / 1000);
+
+    const committedAt = this.now();
+    for (const m of chunk.messages) {
+      const ts = Number(m.timestamp);
+      if (Number.isFinite(ts) && ts > 0) this.metrics.endToEndSeconds(Math.max(0, committedAt - ts) / 1000);
+    }
+    const deadCount = dead.length;
+    this.stats.recordsIn += chunk.messages.length;
+    this.stats.recordsOut += outputs.length;
+    this.stats.deadLettered += deadCount;
+    this.stats.microBatches++;
+    this.metrics.recordsIn(chunk.messages.length);
+    this.metrics.recordsOut(outputs.length);
+    for (const d of dead) this.metrics.deadLettered(d.record.errorClass);
+    this.metrics.microBatch(chunk.messages.length, chunk.bytes, (performance.now() - started) / 1000);
+    this.log.debug('micro-batch committed', {
+      partition,
+      records: chunk.messages.length,
+      published: outputs.length,
+      deadLettered: deadCount,
+      modelVersion: result.modelVersion,
+      ms: Math.round(performance.now() - started),
+    });
+  }
+
+  stop(deadlineMs = this.config.shutdownDeadlineMs): Promise<{ clean: boolean }> {
+    this.stopping ??= this.doStop(deadlineMs);
+    return this.stopping;
+  }
+
+  private async doStop(deadlineMs: number): Promise<{ clean: boolean }> {
+    this.updateReady();
+    this.log.info('stopping: finishing the in-flight micro-batch', { deadlineMs });
+    const graceful = (async () => {
+      this.watcher?.stop();
+      await this.updates?.stop();
+      // stop() lets the running eachBatch finish its current micro-batch (isRunning() turns false) and leaves the group.
+      if (this.consumer) {
+        await this.consumer.stop();
+        await this.consumer.disconnect();
+      }
+      await this.publisher?.close();
+      await this.knowledge?.close();
+      await this.models.close();
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'deadline'>((resolve) => {
+      timer = setTimeout(() => resolve('deadline'), deadlineMs);
+    });
+    const outcome = await Promise.race([graceful.then(() => 'done' as const), deadline]).catch((error: unknown) => {
+      this.log.error('error while stopping', { error: safeErrorMessage(error) });
+      return 'error' as const;
+    });
+    clearTimeout(timer);
+    if (outcome !== 'done') {
+      this.hardStop.abort();
+      this.log.error('stop did not finish in time; uncommitted input will be processed again by the next stage', { deadlineMs });
+      void this.consumer?.disconnect().catch(() => undefined);
+      void this.publisher?.close().catch(() => undefined);
+    } else {
+      this.log.info('stopped', this.counters() as unknown as Record<string, unknown>);
+    }
+    this.resolveFinished();
+    return { clean: outcome === 'done' };
+  }
+}
+
+/** Starts the stage in this process; resolves once the consumer is running. */
+export async function startStage(config: StageConfig, deps: StageDeps): Promise<StageHandle> {
+  const stage = new Stage(config, deps);
+  try {
+    await stage.start();
+  } catch (error) {
+    await stage.stop(5000).catch(() => undefined);
+    throw error;
+  }
+  return stage;
+}
