@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { InMemoryKnowledgeGraph, kgVersionOf, loadSpoFile, parseSpoLine, readSpoFile } from '../../../src/knowledge/index.ts';
-import type { MalformedLine, Triple } from '../../../src/knowledge/index.ts';
+import type { Triple } from '../../../src/domain/index.ts';
+import type { MalformedLine } from '../../../src/knowledge/index.ts';
 import { SchemaError } from '../../../src/errors/index.ts';
 import { REPO_ROOT, sharedData } from '../../helpers/paths.ts';
 
