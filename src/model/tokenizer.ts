@@ -20,7 +20,9 @@
  * Deviations from the reference BasicTokenizer, all on rare characters: form feed, vertical tab,
  * U+001C..U+001F and U+0085 separate words instead of silently joining them; U+FFFD, private-use,
  * unassigned and lone-surrogate code units become [UNK] instead of vanishing (no silent loss);
- * full-width forms are folded to ASCII before lookup; literal "[MASK]" etc. in input text are plain text.
+ * full-width forms are folded to ASCII before lookup; literal "[MASK]" etc. in input text are plain text;
+ * lower-casing is per character, so a word-final Greek capital sigma becomes σ, not ς.
+ * Ids match Hugging Face's reference implementation on the fixture test/fixtures/parity/tokenizer.json.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import { BertTokenizer, DEFAULT_VOCAB_PATH, SHIPPED_VOCAB_SHA256 } from '../../../src/model/tokenizer.ts';
 import { normalizeText } from '../../../src/domain/text.ts';
 import { SchemaError } from '../../../src/errors/index.ts';
-import { sharedData } from '../../helpers/paths.ts';
+import path from 'node:path';
+import { REPO_ROOT, sharedData } from '../../helpers/paths.ts';
 import type { Token } from '../../../src/domain/index.ts';
 
 const tokenizer = BertTokenizer.loadSync();
@@ -189,4 +190,29 @@ test('a custom vocabulary loads from bytes; missing special tokens are refused',
   ]);
   assert.throws(() => BertTokenizer.fromVocabBytes(new TextEncoder().encode('[PAD]\n[UNK]\n')), SchemaError);
   assert.throws(() => BertTokenizer.loadSync('/nonexistent/vocab.txt'), /cannot read vocabulary/);
+});
+
+test("same ids as Hugging Face's reference BERT tokenizer, same offsets as its fast tokenizer (fixture)", () => {
+  // test/fixtures/parity/tokenizer.json, made by scripts/parity/make_tokenizer_fixture.py from real text
+  // (news commentary en-zh, CLUE corpus, clinical notes) and curated edge cases.
+  const fixture = JSON.parse(readFileSync(path.join(REPO_ROOT, 'test', 'fixtures', 'parity', 'tokenizer.json'), 'utf8')) as {
+    vocabSha256: string;
+    cases: Array<{ text: string; ids: number[]; offsets?: number[][] }>;
+  };
+  assert.equal(fixture.vocabSha256, tokenizer.vocabSha256);
+  assert.ok(fixture.cases.length > 250);
+  let tokens = 0;
+  for (const c of fixture.cases) {
+    const got = tokenizer.tokenize(c.text);
+    assert.deepEqual(got.map((t) => t.id), c.ids, JSON.stringify(c.text));
+    tokens += got.length;
+    if (!c.offsets) continue;
+    got.forEach((t, i) => {
+      const [start, end] = c.offsets![i];
+      assert.equal(t.start, start, `${JSON.stringify(c.text)} token ${i} start`);
+      // Our end may also cover the combining marks / format characters right after the token.
+      assert.ok(t.end >= end && /^[\p{Mn}\p{Cc}\p{Cf}]*$/u.test(c.text.slice(end, t.end)), `${JSON.stringify(c.text)} token ${i} end ${t.end} vs ${end}`);
+    });
+  }
+  assert.ok(tokens > 10000);
 });
