@@ -64,13 +64,20 @@ export class PromStageMetrics {
     this.recordsInCounter = new client.Counter({ name: `${p}records_in_total`, help: 'Input records read', registers: [registry] });
     this.recordsOutCounter = new client.Counter({ name: `${p}records_out_total`, help: 'EntityAnnotations records published', registers: [registry] });
     const dead = new client.Counter({ name: `${p}records_dead_lettered_total`, help: 'Input records sent to the dead-letter topic, by error class', labelNames: ['error_class'], registers: [registry] });
-    for (const c of ERROR_CLASSES) this.deadLetterChildren.set(c, dead.labels({ error_class: c }));
+    for (const c of ERROR_CLASSES) {
+      // zero() makes every bound series visible from the start, so dashboards and rate() see it before the first event.
+      dead.inc({ error_class: c }, 0);
+      this.deadLetterChildren.set(c, dead.labels({ error_class: c }));
+    }
 
     this.batchRecords = new client.Histogram({ name: `${p}micro_batch_records`, help: 'Records per micro-batch', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers: [registry] });
     this.batchBytes = new client.Histogram({ name: `${p}micro_batch_bytes`, help: 'Record bytes per micro-batch', buckets: client.exponentialBuckets(256, 4, 9), registers: [registry] });
     this.batchSeconds = new client.Histogram({ name: `${p}micro_batch_seconds`, help: 'Wall time of one micro-batch, decode to commit', buckets: LATENCY_BUCKETS, registers: [registry] });
     const stage = new client.Histogram({ name: `${p}stage_seconds`, help: 'Wall time per pipeline stage per micro-batch', labelNames: ['stage'], buckets: LATENCY_BUCKETS, registers: [registry] });
-    for (const s of STAGES) this.stageChildren.set(s, stage.labels({ stage: s }));
+    for (const s of STAGES) {
+      stage.zero({ stage: s });
+      this.stageChildren.set(s, stage.labels({ stage: s }));
+    }
     this.e2e = new client.Histogram({ name: `${p}end_to_end_seconds`, help: 'From the input record timestamp to the commit of its output', buckets: E2E_BUCKETS, registers: [registry] });
 
     this.cacheHits = new client.Counter({ name: `${p}kg_cache_hits_total`, help: 'Concept names answered from the knowledge cache', registers: [registry] });
@@ -80,7 +87,10 @@ export class PromStageMetrics {
     this.lag = new client.Gauge({ name: `${p}consumer_lag`, help: 'Records behind the high watermark, per input partition', labelNames: ['topic', 'partition'], registers: [registry] });
     this.modelInfo = new client.Gauge({ name: `${p}model_info`, help: 'The model serving (value 1), with its version and inference engine/backend', labelNames: ['version', 'engine'], registers: [registry] });
     const swaps = new client.Counter({ name: `${p}model_swaps_total`, help: 'Model swap requests by outcome', labelNames: ['outcome'], registers: [registry] });
-    for (const o of SWAP_OUTCOMES) this.swapChildren.set(o, swaps.labels({ outcome: o }));
+    for (const o of SWAP_OUTCOMES) {
+      swaps.inc({ outcome: o }, 0);
+      this.swapChildren.set(o, swaps.labels({ outcome: o }));
+    }
     this.aborted = new client.Counter({ name: `${p}transactions_aborted_total`, help: 'Output transactions aborted (their input is processed again)', registers: [registry] });
     this.ready = new client.Gauge({ name: `${p}ready`, help: '1 when the consumer has joined its group and a model is loaded', registers: [registry] });
   }

@@ -2,6 +2,7 @@ import type { Sentence } from '../domain/index.ts';
 
 /** Sentence-final punctuation (full-width and ASCII); the mark stays with the sentence it ends. */
 const TERMINATORS = new Set(['。', '！', '？', '；', '!', '?', ';']);
+const CLOSERS = new Set(['”', '’', '」', '』', '）', ')', '】', '"', "'"]);
 const NEWLINES = new Set(['\n', '\r', '\u2028', '\u2029']);
 
 function isSpace(ch: string): boolean {
@@ -31,9 +32,8 @@ export function segmentSentences(docId: string, text: string): Sentence[] {
       i++;
     } else if (TERMINATORS.has(ch)) {
       let end = i + 1;
-      while (end < text.length && TERMINATORS.has(text[end])) end++;
-      // Closing quotes and brackets right after the mark belong to the sentence it ends.
-      while (end < text.length && '”’」』）)】"\''.includes(text[end])) end++;
+      // Further marks, and closing quotes and brackets, right after the mark belong to the sentence it ends.
+      while (end < text.length && (TERMINATORS.has(text[end]) || CLOSERS.has(text[end]))) end++;
       push(start, end);
       start = end;
       i = end;
