@@ -6,11 +6,26 @@ import { SETTINGS, buildConfig, type ConfigSources, type StageConfig } from './s
 
 export * from './schema.ts';
 
-/** node:util parseArgs option specs for every setting's flag (booleans take no value, the rest a string). */
+/** node:util parseArgs option specs for every setting's flag; booleans that default to true also get --no-<flag>. */
 export function configFlagOptions(): Record<string, { type: 'string' | 'boolean' }> {
   const options: Record<string, { type: 'string' | 'boolean' }> = {};
-  for (const s of SETTINGS) options[s.flag] = { type: s.kind === 'bool' ? 'boolean' : 'string' };
+  for (const s of SETTINGS) {
+    options[s.flag] = { type: s.kind === 'bool' ? 'boolean' : 'string' };
+    if (s.kind === 'bool' && s.default === 'true') options[`no-${s.flag}`] = { type: 'boolean' };
+  }
   return options;
+}
+
+/** Flag values by setting flag name from parseArgs values (folds --no-<flag> into <flag>: false). */
+export function flagValues(parsed: Record<string, string | boolean | undefined>): Record<string, string | boolean | undefined> {
+  const out: Record<string, string | boolean | undefined> = {};
+  const flags = new Set(SETTINGS.map((s) => s.flag));
+  for (const [k, v] of Object.entries(parsed)) {
+    if (v === undefined) continue;
+    if (flags.has(k)) out[k] = v;
+    else if (k.startsWith('no-') && flags.has(k.slice(3)) && v === true) out[k.slice(3)] = false;
+  }
+  return out;
 }
 
 /** Help text for the settings: flag, environment variable, default and meaning. */
@@ -18,7 +33,8 @@ export function configHelp(): string {
   return SETTINGS.map((s) => {
     const value = s.kind === 'bool' ? '' : s.kind === 'enum' ? ` <${s.values!.filter((v) => v).join('|')}>` : ' <value>';
     const def = s.kind === 'secret' ? '' : s.default ? ` (default ${s.default})` : '';
-    return `  --${s.flag}${value}\n      ${s.env}: ${s.doc}${def}`;
+    const negative = s.kind === 'bool' && s.default === 'true' ? `, --no-${s.flag}` : '';
+    return `  --${s.flag}${value}${negative}\n      ${s.env}: ${s.doc}${def}`;
   }).join('\n');
 }
 

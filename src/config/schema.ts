@@ -58,6 +58,10 @@ export interface StageConfig {
     retryMaxMs: number;
     /** Graph file for embedded mode (in-memory graph instead of Neo4j). */
     kgFile: string;
+    /** Name of the graph inside the store (several graphs can share one Neo4j database). */
+    graphName: string;
+    /** How often the graph's version stamp is checked; a new version rebuilds the matcher without a restart. 0 = never. */
+    versionPollMs: number;
   };
   /** A micro-batch closes when it holds maxRecords records or maxBytes bytes, or after maxWaitMs, whichever first. */
   batch: { maxRecords: number; maxBytes: number; maxWaitMs: number };
@@ -130,6 +134,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'knowledge.retryInitialMs', env: 'RMBERT_KG_RETRY_INITIAL_MS', flag: 'kg-retry-initial-ms', kind: 'int', default: '500', min: 10, max: 600_000, doc: 'first backoff of the reconnection to Neo4j while it is down' },
   { key: 'knowledge.retryMaxMs', env: 'RMBERT_KG_RETRY_MAX_MS', flag: 'kg-retry-max-ms', kind: 'int', default: '15000', min: 10, max: 3_600_000, doc: 'longest backoff of the reconnection to Neo4j' },
   { key: 'knowledge.kgFile', env: 'RMBERT_KG_FILE', flag: 'kg-file', kind: 'string', default: 'data/kg/Medical.spo', doc: 'graph file (subject TAB relation TAB object) for embedded mode' },
+  { key: 'knowledge.graphName', env: 'RMBERT_KG_GRAPH', flag: 'kg-graph', kind: 'string', default: 'default', doc: 'name of the graph inside Neo4j (as loaded by rmbert kg load --graph)' },
+  { key: 'knowledge.versionPollMs', env: 'RMBERT_KG_VERSION_POLL_MS', flag: 'kg-version-poll-ms', kind: 'int', default: '60000', min: 0, max: 86_400_000, doc: 'how often the graph version is checked (a reload is picked up without restart); 0 = never' },
   { key: 'batch.maxRecords', env: 'RMBERT_BATCH_MAX_RECORDS', flag: 'batch-max-records', kind: 'int', default: '64', min: 1, max: 100_000, doc: 'records per micro-batch, at most' },
   { key: 'batch.maxBytes', env: 'RMBERT_BATCH_MAX_BYTES', flag: 'batch-max-bytes', kind: 'int', default: '1048576', min: 1024, max: 256 * 1024 * 1024, doc: 'record bytes per micro-batch, at most' },
   { key: 'batch.maxWaitMs', env: 'RMBERT_BATCH_MAX_WAIT_MS', flag: 'batch-max-wait-ms', kind: 'int', default: '50', min: 0, max: 60_000, doc: 'longest wait for a micro-batch to fill' },
@@ -264,7 +270,7 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
     if (seen.has(v)) problems.push(`topics.${k}: "${v}" is also topics.${seen.get(v)}; every topic must differ`);
     else seen.set(v, k);
   }
-  for (const k of ['groupId', 'transactionalIdPrefix', 'kafka.clientId']) {
+  for (const k of ['groupId', 'transactionalIdPrefix', 'kafka.clientId', 'knowledge.graphName']) {
     if (str(k) === '') problems.push(`${k}: must not be empty`);
   }
 
@@ -330,6 +336,8 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
       retryInitialMs: int('knowledge.retryInitialMs'),
       retryMaxMs: int('knowledge.retryMaxMs'),
       kgFile: str('knowledge.kgFile'),
+      graphName: str('knowledge.graphName'),
+      versionPollMs: int('knowledge.versionPollMs'),
     },
     batch: { maxRecords: int('batch.maxRecords'), maxBytes: int('batch.maxBytes'), maxWaitMs: int('batch.maxWaitMs') },
     maxTextChars: int('maxTextChars'),

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError } from '../../../src/errors/index.ts';
-import { SETTINGS, buildConfig, configFlagOptions, configHelp, describeConfig } from '../../../src/config/index.ts';
+import { SETTINGS, buildConfig, configFlagOptions, configHelp, describeConfig, flagValues } from '../../../src/config/index.ts';
 
 const base = { RMBERT_NEO4J_PASSWORD: 'secret' };
 
@@ -102,4 +102,11 @@ test('every setting has a flag for parseArgs and a line in the help', () => {
     assert.ok(help.includes(`--${s.flag}`) && help.includes(s.env), s.key);
   }
   assert.equal(new Set(SETTINGS.map((s) => s.env)).size, SETTINGS.length, 'environment names are unique');
+});
+
+test('--no-<flag> turns off a boolean that defaults to true', () => {
+  assert.ok(configFlagOptions()['no-create-topics']);
+  const c = buildConfig({ env: base, flags: flagValues({ 'no-create-topics': true, 'batch-max-wait-ms': '5', help: true }) });
+  assert.equal(c.createTopics, false);
+  assert.equal(c.batch.maxWaitMs, 5);
 });
