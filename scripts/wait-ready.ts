@@ -134,7 +134,7 @@ function neo4jTarget(uri: string): Target {
       }
       const driver = neo4j.driver(uri, neo4j.auth.basic(user, password), {
         connectionTimeout: 3000,
-        maxConnectionRetryTime: 0,
+        maxTransactionRetryTime: 1000,
         logging: { level: 'error', logger: () => undefined },
       });
       try {
