@@ -189,8 +189,14 @@ export class BertModel {
   readonly config: BertConfig;
   readonly numLabels: number;
   readonly hasMlmHead: boolean;
-  /** HF name -> variable; Linear weights held [in, out] (see isLinearWeight). */
+  /**
+   * HF name -> variable; Linear weights held [in, out] (see isLinearWeight). The tf variables themselves
+   * get tfjs's unique auto names (several models may live in one process), so gradient maps from
+   * tf.variableGrads are keyed by those; `hfNameOf` translates.
+   */
   readonly variables: Map<string, tf.Variable>;
+  /** tf variable name -> HF name. */
+  readonly hfNameOf: Map<string, string>;
   dropoutRate: number;
   /** Seed of the dropout masks; advances with every mask so a resumed run can continue the sequence. */
   dropoutSeed: number;
@@ -201,6 +207,7 @@ export class BertModel {
     this.config = config;
     this.numLabels = numLabels;
     this.variables = variables;
+    this.hfNameOf = new Map([...variables].map(([hf, v]) => [v.name, hf]));
     this.hasMlmHead = variables.has('cls.predictions.bias');
     this.dropoutRate = dropout;
     this.dropoutSeed = seed;
@@ -213,7 +220,7 @@ export class BertModel {
     const variables = new Map<string, tf.Variable>();
     let k = 0;
     for (const [name, shape] of parameterShapes(config, numLabels, opts.mlmHead ?? false)) {
-      variables.set(name, tf.variable(initialValue(name, shape, opts.seed * 1000 + k++), true, name));
+      variables.set(name, tf.variable(initialValue(name, shape, opts.seed * 1000 + k++), true));
     }
     return new BertModel(config, numLabels, variables, opts.dropout ?? 0.1, opts.seed);
   }
@@ -246,7 +253,7 @@ export class BertModel {
     for (const [name, shape] of shapes) {
       const w = weights.get(name);
       const value = w ? tf.tidy(() => toModelLayout(name, tf.tensor(w.data, w.shape, 'float32'))) : initialValue(name, shape, (opts.seed ?? 0) * 1000 + k);
-      variables.set(name, tf.variable(value, true, name));
+      variables.set(name, tf.variable(value, true));
       value.dispose();
       k++;
     }
@@ -305,7 +312,6 @@ export class BertModel {
     if (inputs.mask.shape[0] !== B || inputs.mask.shape[1] !== T || inputs.mask.shape[2] !== T) {
       throw new ModelError(`mask shape [${inputs.mask.shape}] does not match token ids [${B}, ${T}]`);
     }
-    if (T > this.config.maxPositions) throw new ModelError(`sequence length ${T} exceeds maxPositions ${this.config.maxPositions}`);
     return tf.tidy(() => {
       const N = B * T;
       const flat = (t: tf.Tensor2D) => tf.reshape(t, [N]) as tf.Tensor1D;

@@ -182,30 +182,38 @@ function decays(name: string): boolean {
 
 /** AdamW with decoupled weight decay and global-norm clipping over a BertModel's variables. */
 export class AdamW {
+  /** Moments by HF name. */
   readonly m = new Map<string, tf.Variable>();
   readonly v = new Map<string, tf.Variable>();
+  private readonly hfNameOf = new Map<string, string>();
   constructor(
     private readonly variables: Map<string, tf.Variable>,
     private readonly opts: { beta1: number; beta2: number; epsilon: number; weightDecay: number; clipNorm: number },
   ) {
     for (const [name, variable] of variables) {
-      this.m.set(name, tf.variable(tf.zerosLike(variable), false, `adam.m.${name}`));
-      this.v.set(name, tf.variable(tf.zerosLike(variable), false, `adam.v.${name}`));
+      this.hfNameOf.set(variable.name, name);
+      this.m.set(name, tf.variable(tf.zerosLike(variable), false));
+      this.v.set(name, tf.variable(tf.zerosLike(variable), false));
     }
   }
 
-  /** Applies one update; `step` counts from 0. Returns the global gradient norm before clipping. */
+  /**
+   * Applies one update; `step` counts from 0. `grads` as tf.variableGrads returns them (keyed by tf
+   * variable name). Returns the global gradient norm before clipping.
+   */
   apply(grads: tf.NamedTensorMap, lr: number, step: number): tf.Scalar {
     return tf.tidy(() => {
       const { beta1, beta2, epsilon, weightDecay, clipNorm } = this.opts;
-      const names = Object.keys(grads);
-      const norm = tf.sqrt(tf.addN(names.map((n) => tf.sum(tf.square(grads[n]))))) as tf.Scalar;
+      const keys = Object.keys(grads);
+      const norm = tf.sqrt(tf.addN(keys.map((k) => tf.sum(tf.square(grads[k]))))) as tf.Scalar;
       const scale = tf.minimum(1, tf.div(clipNorm, tf.add(norm, 1e-6)));
       const bc1 = 1 - beta1 ** (step + 1);
       const bc2 = 1 - beta2 ** (step + 1);
-      for (const name of names) {
+      for (const key of keys) {
+        const name = this.hfNameOf.get(key);
+        if (!name) throw new ModelError(`gradient for unknown variable ${key}`);
         const variable = this.variables.get(name)!;
-        const g = tf.mul(grads[name], scale);
+        const g = tf.mul(grads[key], scale);
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
         m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
