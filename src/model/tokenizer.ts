@@ -39,6 +39,8 @@ export const SHIPPED_VOCAB_SHA256 = '45bbac6b341c319adc98a532532882e91a9cefc0329
 
 /** BERT's max_input_chars_per_word. */
 const MAX_CHARS_PER_WORD = 100;
+/** Distinct words whose WordPiece split is remembered. */
+const WORD_CACHE_LIMIT = 50_000;
 
 // Character classes.
 const UNCOMPUTED = 0;
@@ -146,6 +148,7 @@ export class BertTokenizer implements TokenizerPort {
   /** Vocabulary id of each BMP code unit's normalised form as a whole token; -1 not in the vocabulary, -2 not computed. */
   private readonly charId = new Int32Array(65536).fill(-2);
   private readonly maxPieceLength: number;
+  private readonly wordCache = new Map<string, Int32Array | null>();
 
   // Per-word scratch: normalised code units and the input span each came from.
   private wordUnits = new Uint16Array(256);
@@ -308,19 +311,38 @@ export class BertTokenizer implements TokenizerPort {
     const units = this.wordUnits;
     const starts = this.wordStart;
     const ends = this.wordEnd;
-    const unk = (): void => {
-      out.push({ text: this.tokens[this.unkId], id: this.unkId, start: starts[0], end: ends[length - 1] });
-    };
-    if (chars > MAX_CHARS_PER_WORD) return unk();
+    // No closures in this hot path: tsx (esbuild keepNames) wraps each one in a costly __name call.
+    if (chars > MAX_CHARS_PER_WORD) return this.pushUnknownWord(out, starts[0], ends[length - 1]);
     if (length === 1) {
       // Normalisation is idempotent, so the per-unit cache of the normalised unit gives its id.
       const id = this.idOfUnit(units[0]);
-      if (id < 0) return unk();
+      if (id < 0) return this.pushUnknownWord(out, starts[0], ends[0]);
       out.push({ text: this.tokens[id], id, start: starts[0], end: ends[0] });
       return;
     }
     const word = String.fromCharCode.apply(null, units.subarray(0, length) as unknown as number[]);
-    const first = out.length;
+    let pieces = this.wordCache.get(word);
+    if (pieces === undefined) {
+      pieces = this.wordPieces(word);
+      // Bounded: text repeats its words, but an adversarial stream must not grow memory without limit.
+      if (this.wordCache.size >= WORD_CACHE_LIMIT) this.wordCache.clear();
+      this.wordCache.set(word, pieces);
+    }
+    if (pieces === null) return this.pushUnknownWord(out, starts[0], ends[length - 1]);
+    for (let k = 0; k < pieces.length; k += 3) {
+      const id = pieces[k];
+      out.push({ text: this.tokens[id], id, start: starts[pieces[k + 1]], end: ends[pieces[k + 2] - 1] });
+    }
+  }
+
+  private pushUnknownWord(out: Token[], start: number, end: number): void {
+    out.push({ text: this.tokens[this.unkId], id: this.unkId, start, end });
+  }
+
+  /** Greedy longest-match-first WordPiece of a normalised word: flat [id, startUnit, endUnit]*, or null for [UNK]. */
+  private wordPieces(word: string): Int32Array | null {
+    const length = word.length;
+    const found: number[] = [];
     let start = 0;
     while (start < length) {
       const table = start === 0 ? this.vocab : this.continuation;
@@ -330,23 +352,20 @@ export class BertTokenizer implements TokenizerPort {
         // Never cut a surrogate pair in two.
         const last = word.charCodeAt(end - 1);
         if (!(last >= 0xd800 && last <= 0xdbff && end < length)) {
-          const found = table.get(start === 0 && end === length ? word : word.slice(start, end));
-          if (found !== undefined) {
-            id = found;
+          const hit = table.get(start === 0 && end === length ? word : word.slice(start, end));
+          if (hit !== undefined) {
+            id = hit;
             break;
           }
         }
         end--;
       }
-      if (id < 0) {
-        out.length = first;
-        return unk();
-      }
-      out.push({ text: this.tokens[id], id, start: starts[start], end: ends[end - 1] });
+      if (id < 0) return null;
+      found.push(id, start, end);
       start = end;
     }
+    return Int32Array.from(found);
   }
-
 }
 
 async function readVocab(vocabPath: string, read: (p: string) => Promise<Uint8Array>): Promise<Uint8Array> {
