@@ -41,7 +41,7 @@ function hashPair(node: number, code: number): number {
 }
 
 function isContinuation(token: Token, previous: Token | undefined): boolean {
-  return previous !== undefined && previous.end === token.start && token.text.startsWith('##');
+  return previous !== undefined && previous.end === token.start && token.text.charCodeAt(0) === 0x23 && token.text.charCodeAt(1) === 0x23;
 }
 
 export class ConceptMatcher {

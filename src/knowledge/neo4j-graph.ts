@@ -116,6 +116,12 @@ export class Neo4jKnowledgeGraph implements KnowledgeGraph {
   }
 
   async init(): Promise<void> {
+    // Fails fast (no transaction retries) when the server is down or the credentials are wrong.
+    try {
+      await this.driver.verifyConnectivity({ database: this.database });
+    } catch (error) {
+      throw this.translate(error, 'connecting');
+    }
     const constraints = [
       'CREATE CONSTRAINT rmbert_concept_graph_name IF NOT EXISTS FOR (c:Concept) REQUIRE (c.graph, c.name) IS UNIQUE',
       'CREATE CONSTRAINT rmbert_kgmeta_graph IF NOT EXISTS FOR (m:KgMeta) REQUIRE m.graph IS UNIQUE',

@@ -128,7 +128,7 @@ interface PlacedMatch {
 const FIELDS = 7;
 
 function isContinuation(token: Token, previous: Token): boolean {
-  return previous.end === token.start && token.text.startsWith('##');
+  return previous.end === token.start && token.text.charCodeAt(0) === 0x23 && token.text.charCodeAt(1) === 0x23;
 }
 
 export class SentenceTreeBuilder {

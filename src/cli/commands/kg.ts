@@ -1,0 +1,151 @@
+/**
+ * `rmbert kg`: load a `.spo` knowledge graph into Neo4j, and show what a graph holds.
+ */
+import { parseArgs } from 'node:util';
+import { SingleBar } from 'cli-progress';
+import { ConfigError, KnowledgeUnavailableError } from '../../errors/index.ts';
+import { DEFAULT_GRAPH_NAME, loadSpoFile, NEO4J_LOCAL_DEFAULTS, Neo4jKnowledgeGraph } from '../../knowledge/index.ts';
+import type { LoadReport } from '../../knowledge/index.ts';
+
+export const summary = 'load a .spo knowledge graph into Neo4j (kg load FILE.spo), show a graph (kg info)';
+
+const DEFAULT_BATCH_SIZE = 1000;
+/** Malformed lines printed one by one; the rest are counted. */
+const MAX_MALFORMED_SHOWN = 50;
+
+const HELP = `usage: rmbert kg load FILE.spo [options]
+       rmbert kg info [options]
+
+kg load: bulk, idempotent load of a .spo file (UTF-8, one "subject<TAB>relation<TAB>object" per line) into
+Neo4j as (:Concept {graph, name})-[:REL {type}]->(:Concept {graph, name}), in batches of UNWIND/MERGE,
+with a uniqueness constraint on (Concept.graph, Concept.name). Loading the same file again changes
+nothing. Malformed lines (not 3 non-empty tab-separated fields, invalid UTF-8, control characters,
+unpaired surrogates, leading/trailing whitespace in a field) are reported on stderr as FILE:LINE: reason
+and skipped. At the end it stores the KG version stamp (sha256 of the graph's normalised triples) with
+the graph and prints the counts. A progress bar goes to stderr.
+
+kg info: prints the graph's version stamp and its concept and triple counts.
+
+options:
+  --neo4j-uri URI          Bolt address (default ${NEO4J_LOCAL_DEFAULTS.uri})
+  --neo4j-user USER        user name (default ${NEO4J_LOCAL_DEFAULTS.user})
+  --neo4j-password PASS    password (default ${NEO4J_LOCAL_DEFAULTS.password})
+  --graph NAME             graph name inside the database (default "${DEFAULT_GRAPH_NAME}", the one the
+                           stage reads)
+  --batch-size N           triples per UNWIND/MERGE transaction (kg load; default ${DEFAULT_BATCH_SIZE})
+  --replace                remove the graph's triples first, so it holds exactly FILE (kg load)
+  --no-progress            no progress bar (kg load)
+  -h, --help               this text
+
+exit status: 0 done (malformed lines, if any, were skipped and reported), 1 failed, 2 bad usage.
+`;
+
+function usageError(message: string): number {
+  console.error(`rmbert kg: ${message}\nRun \`rmbert kg --help\` for the options.`);
+  return 2;
+}
+
+function describeReport(report: LoadReport, graphName: string): string {
+  const lines = [
+    `loaded ${report.file}: ${report.lines} lines, ${report.validTriples} valid triples ` +
+      `(${report.distinctTriples} distinct, ${report.duplicates} duplicate), ${report.malformedCount} malformed skipped, ` +
+      `${report.batches} batches in ${(report.elapsedMs / 1000).toFixed(1)} s`,
+    `graph "${graphName}" now holds ${report.stamp.triples} triples between ${report.stamp.concepts} concepts`,
+    `KG version ${report.stamp.version}${report.stamp.version === report.fileVersion ? '' : ` (the file alone: ${report.fileVersion})`}`,
+  ];
+  return lines.join('\n');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        'neo4j-uri': { type: 'string', default: NEO4J_LOCAL_DEFAULTS.uri },
+        'neo4j-user': { type: 'string', default: NEO4J_LOCAL_DEFAULTS.user },
+        'neo4j-password': { type: 'string', default: NEO4J_LOCAL_DEFAULTS.password },
+        graph: { type: 'string', default: DEFAULT_GRAPH_NAME },
+        'batch-size': { type: 'string' },
+        replace: { type: 'boolean', default: false },
+        'no-progress': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (error) {
+    return usageError((error as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const [action, ...rest] = positionals;
+  if (action !== 'load' && action !== 'info') return usageError(action ? `unknown action "${action}" (expected load or info)` : 'missing action (load or info)');
+  if (action === 'load' && rest.length !== 1) return usageError('kg load takes exactly one FILE.spo');
+  if (action === 'info' && rest.length !== 0) return usageError('kg info takes no file');
+  let batchSize = DEFAULT_BATCH_SIZE;
+  if (values['batch-size'] !== undefined) {
+    batchSize = Number(values['batch-size']);
+    if (!Number.isInteger(batchSize) || batchSize < 1) return usageError(`--batch-size must be a positive integer (got "${values['batch-size']}")`);
+  }
+  if (!values.graph) return usageError('--graph must not be empty');
+
+  const uri = values['neo4j-uri'];
+  let graph: Neo4jKnowledgeGraph;
+  try {
+    graph = new Neo4jKnowledgeGraph({ uri, user: values['neo4j-user'], password: values['neo4j-password'], graphName: values.graph });
+  } catch (error) {
+    if (error instanceof ConfigError) return usageError(error.problems.join('; '));
+    throw error;
+  }
+
+  const bar = values['no-progress'] || action !== 'load' ? null : new SingleBar({
+    stream: process.stderr,
+    format: 'kg load [{bar}] {percentage}% | {value}/{total} bytes | {triples} triples | {malformed} malformed | {duration}s',
+    hideCursor: true,
+  });
+  try {
+    if (action === 'info') {
+      const [stamp, stats] = [await graph.stamp(), await graph.stats()];
+      console.log(`graph "${graph.graphName}" at ${uri}: ${stats.triples} triples between ${stats.concepts} concepts`);
+      console.log(stamp ? `KG version ${stamp.version} (loaded ${stamp.loadedAt} from ${stamp.source})` : 'no version stamp (never loaded with rmbert kg load, or a load is under way)');
+      return 0;
+    }
+    const file = rest[0];
+    let started = false;
+    const report = await loadSpoFile(file, graph, {
+      batchSize,
+      replace: values.replace,
+      // Reported after the bar has finished, so the lines and the bar do not garble each other.
+      keepMalformed: MAX_MALFORMED_SHOWN,
+      onProgress: (p) => {
+        if (!bar) return;
+        if (!started) {
+          bar.start(p.totalBytes, p.bytesRead, { triples: p.triplesSent, malformed: p.malformed });
+          started = true;
+        } else bar.update(p.bytesRead, { triples: p.triplesSent, malformed: p.malformed });
+      },
+    });
+    bar?.stop();
+    for (const m of report.malformed) console.error(`${file}:${m.line}: ${m.reason}`);
+    if (report.malformedCount > MAX_MALFORMED_SHOWN) {
+      console.error(`${file}: ${report.malformedCount - MAX_MALFORMED_SHOWN} more malformed lines not shown`);
+    }
+    console.log(describeReport(report, graph.graphName));
+    return 0;
+  } catch (error) {
+    bar?.stop();
+    if (error instanceof KnowledgeUnavailableError) {
+      console.error(
+        `rmbert kg: cannot reach Neo4j at ${uri}: ${(error.cause as Error | undefined)?.message ?? error.message}\n` +
+          'Start the local server (bash scripts/infra.sh up) or pass --neo4j-uri, --neo4j-user and --neo4j-password.',
+      );
+      return 1;
+    }
+    throw error;
+  } finally {
+    await graph.close();
+  }
+}
