@@ -102,7 +102,7 @@ export class TfjsEngine implements InferenceEngine {
   private async warmUp(): Promise<void> {
     const n = 4;
     const s: InjectedSentence = {
-      tokenIds: Int32Array.from({ length: n }, (_, i) => i + 100),
+      tokenIds: Int32Array.from({ length: n }, (_, i) => (i + 100) % this.model.config.vocabSize),
       softPositions: Int32Array.from({ length: n }, (_, i) => i),
       segmentIds: new Int32Array(n),
       branch: new Int32Array(n).fill(-1),

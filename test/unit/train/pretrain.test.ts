@@ -134,7 +134,7 @@ describe('schedule and optimiser', () => {
   it('AdamW: one step equals the hand-computed update, with clipping and decoupled weight decay', () => {
     const w = tf.variable(tf.tensor2d([[1, -2], [3, 0.5]]));
     const b = tf.variable(tf.tensor1d([0.1, -0.1]));
-    const vars = new Map([
+    const vars = new Map<string, tf.Variable>([
       ['layer.weight', w],
       ['layer.bias', b],
     ]);
