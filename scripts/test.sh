@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The one test command (`npm test` runs it):
+#   1. npm ci when node_modules is missing
+#   2. typecheck (tsc --noEmit) and lint (eslint): either failing fails the run
+#   3. scripts/infra.sh up: real Kafka and Neo4j on loopback (kept if they were already running)
+#   4. node's test runner over test/unit/**/*.test.ts and test/integration/**/*.test.ts
+#   5. stops the servers this run started, and exits with the runner's exit code
+#
+#   scripts/test.sh                          everything
+#   scripts/test.sh test/unit/knowledge ...  only the test files under these paths (files or folders)
+#
+# Environment: RMBERT_TEST_CONCURRENCY (test files run at once, default 2),
+# RMBERT_TEST_TIMEOUT_MS (per test, default 900000), RMBERT_TEST_SKIP_CHECKS=1 (skip typecheck and
+# lint, for a quick local loop), plus the port variables of scripts/infra.sh.
+# The runner's summary is the last thing printed: CI reads it.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 2
+INFRA=$ROOT/scripts/infra.sh
+STATE_DIR=${RMBERT_INFRA_DIR:-$ROOT/.infra}
+mkdir -p "$STATE_DIR/logs"
+INFRA_DOWN_LOG=$STATE_DIR/logs/test-infra-down.log
+
+say() { printf 'test: %s\n' "$*"; }
+
+# ---- which test files
+files=()
+if (($# > 0)); then
+  for target in "$@"; do
+    if [[ -d $target ]]; then
+      while IFS= read -r f; do files+=("$f"); done < <(find "$target" -type f -name '*.test.ts' | sort)
+    elif [[ -f $target ]]; then
+      files+=("$target")
+    else
+      say "no such file or folder: $target" >&2
+      exit 2
+    fi
+  done
+else
+  while IFS= read -r f; do files+=("$f"); done < <(find test/unit test/integration -type f -name '*.test.ts' 2> /dev/null | sort)
+fi
+if ((${#files[@]} == 0)); then
+  say "no test files found${*:+ under $*}" >&2
+  exit 2
+fi
+
+needs_infra=0
+for f in "${files[@]}"; do
+  [[ $f == *test/integration/* ]] && needs_infra=1
+done
+
+# ---- dependencies, typecheck, lint
+if [[ ! -d node_modules ]]; then
+  say "node_modules is missing: npm ci"
+  npm ci || exit 1
+fi
+if [[ ${RMBERT_TEST_SKIP_CHECKS:-0} != 1 ]]; then
+  say "typecheck: npx tsc -p tsconfig.json --noEmit"
+  npx tsc -p tsconfig.json --noEmit || { say "typecheck failed" >&2; exit 1; }
+  say "lint: npx eslint ."
+  npx eslint . || { say "lint failed" >&2; exit 1; }
+fi
+
+# ---- servers
+started=()
+stop_started() {
+  local name
+  ((${#started[@]})) || return 0
+  for name in "${started[@]}"; do
+    "$INFRA" down "$name" >> "$INFRA_DOWN_LOG" 2>&1 || printf 'test: stopping %s failed, see %s\n' "$name" "$INFRA_DOWN_LOG" >&2
+  done
+  started=()
+}
+trap 'stop_started' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if ((needs_infra)); then
+  for name in kafka neo4j; do
+    "$INFRA" status "$name" > /dev/null 2>&1 || started+=("$name")
+  done
+  if ! "$INFRA" up; then
+    say "the local servers did not start (see above; scripts/infra.sh logs shows their logs)" >&2
+    exit 1
+  fi
+fi
+eval "$("$INFRA" env)"
+export RMBERT_TEST_KAFKA_BROKERS RMBERT_TEST_NEO4J_URI RMBERT_TEST_NEO4J_USER RMBERT_TEST_NEO4J_PASSWORD
+
+# ---- tests
+say "running ${#files[@]} test file(s)"
+node --import tsx --test --test-reporter=spec \
+  --test-concurrency="${RMBERT_TEST_CONCURRENCY:-2}" \
+  --test-timeout="${RMBERT_TEST_TIMEOUT_MS:-900000}" \
+  "${files[@]}"
+status=$?
+
+# Quietly, so that the runner's summary stays the last thing printed.
+stop_started
+exit $status
