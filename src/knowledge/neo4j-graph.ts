@@ -188,8 +188,9 @@ export class Neo4jKnowledgeGraph implements KnowledgeGraph {
     for (const name of unique) out.set(name, []);
     const cap = Math.max(0, Math.floor(maxPerName));
     if (unique.length === 0 || cap === 0) return out;
-    // Collect every triple of each name and cap after sorting here: the order must be UTF-16
-    // code-unit order in every adapter, and a name's triples are few (K-BERT keeps 2).
+    // Every triple of each name comes back and is sorted and capped here: Neo4j's ORDER BY on
+    // stored strings is not UTF-16 code-unit order (astral characters sort after U+E000-U+FFFF), and
+    // the order must be the same in every adapter. A name's triples are few (Medical: at most 2).
     const records = await this.read(
       `UNWIND $names AS name
        MATCH (s:Concept {graph: $graph, name: name})-[r:REL]->(o:Concept)

@@ -77,11 +77,11 @@ describe('loading .spo files into Neo4j', () => {
     assert.match(stderr, new RegExp(`${file}:2: expected 3 tab-separated fields, found 1`));
     assert.match(stderr, new RegExp(`${file}:5: subject contains control character U\\+0007`));
     assert.match(stdout, /5 lines, 3 valid triples \(2 distinct, 1 duplicate\), 2 malformed skipped/);
-    assert.match(stdout, /now holds 2 triples between 3 concepts/);
+    assert.match(stdout, /now holds 2 triples between 4 concepts/);
     assert.match(stdout, /KG version [0-9a-f]{64}/);
-    assert.deepEqual(await g.stats(), { concepts: 3, triples: 2 });
+    assert.deepEqual(await g.stats(), { concepts: 4, triples: 2 });
     const info = await run(process.execPath, ['bin/rmbert.js', 'kg', 'info', '--graph', graph, '--neo4j-uri', NEO4J_URI], { cwd: REPO_ROOT });
-    assert.match(info.stdout, /2 triples between 3 concepts/);
+    assert.match(info.stdout, /2 triples between 4 concepts/);
     assert.match(info.stdout, /KG version [0-9a-f]{64} \(loaded .* from mixed\.spo\)/);
   });
 });
