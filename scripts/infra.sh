@@ -153,10 +153,16 @@ service_state() {
     return
   fi
   PID=$(tr -dc '0-9' < "$pid_file")
-  if [[ -n $PID ]] && kill -0 "$PID" 2> /dev/null && [[ $(cmdline_of "$PID") == *"$marker"* ]]; then
-    STATE=running
+  if [[ -n $PID ]] && kill -0 "$PID" 2> /dev/null; then
+    if [[ $(cmdline_of "$PID") == *"$marker"* ]]; then
+      STATE=running
+    else
+      STATE=stale
+      STALE_REASON="pid $PID now belongs to another program"
+    fi
   else
     STATE=stale
+    STALE_REASON="pid ${PID:-?} is not running"
   fi
 }
 
@@ -166,7 +172,7 @@ log_of() { case $1 in kafka) echo "$KAFKA_LOG" ;; neo4j) echo "$NEO4J_LOG" ;; es
 clean_stale() { # NAME: drop a PID file whose process is gone (a crash, a reboot, a kill -9)
   service_state "$1"
   if [[ $STATE == stale ]]; then
-    log "$1: removing stale PID file $(pid_file_of "$1") (process ${PID:-?} is not running)"
+    log "$1: removing stale PID file $(pid_file_of "$1") ($STALE_REASON)"
     rm -f "$(pid_file_of "$1")"
     [[ $1 == neo4j ]] && rm -f "$NEO4J_READY_FILE"
     STATE=stopped
@@ -354,7 +360,7 @@ cmd_status() {
     case $name in kafka) port=$KAFKA_PORT ;; neo4j) port=$NEO4J_PORT ;; esac
     case $STATE in
       running) log "$name: running (pid $PID, 127.0.0.1:$port, log $(log_of "$name"))" ;;
-      stale) log "$name: not running (stale PID file $(pid_file_of "$name"), pid ${PID:-?} is gone)"; rc=3 ;;
+      stale) log "$name: not running (stale PID file $(pid_file_of "$name"): $STALE_REASON)"; rc=3 ;;
       stopped)
         if port_in_use "$port"; then
           log "$name: not running; port $port is used by another process"
