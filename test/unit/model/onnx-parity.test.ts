@@ -16,7 +16,7 @@ import { selectBackend } from '../../../src/model/backend.ts';
 import { BertModel } from '../../../src/model/bert.ts';
 import { OnnxEngine, type OnnxEngineOptions } from '../../../src/model/onnx/index.ts';
 import type { ArtifactConfig, BertConfig, ModelArtifact, WeightMap } from '../../../src/model/types.ts';
-import { REPO_ROOT } from '../../helpers/paths.ts';
+import { REPO_ROOT, sharedData } from '../../helpers/paths.ts';
 import { randomWeights, sentenceTree, mulberry32, type Rng } from './onnx-fixtures.ts';
 
 await selectBackend('auto', () => {});
@@ -253,3 +253,69 @@ test('ONNX engine matches tfjs on the shipped model', { skip: SHIPPED ? false : 
     model.dispose();
   }
 });
+
+// RMBERT_PARITY_MEDICAL_MODEL points the check at another fine-tuned artifact directory.
+const FINE_TUNED = process.env.RMBERT_PARITY_MEDICAL_MODEL ?? path.join(REPO_ROOT, 'models/medical');
+const MEDICAL_TEST = sharedData('kbert-medical-ner', 'test.tsv');
+
+test(
+  'ONNX engine decodes the same entities as tfjs on the medical test set (fine-tuned model)',
+  { skip: fs.existsSync(path.join(FINE_TUNED, 'config.json')) ? false : 'no fine-tuned model yet (models/medical/ has no config.json)' },
+  async () => {
+    const { loadArtifact } = await import('../../../src/model/artifact.ts');
+    const { BertTokenizer } = await import('../../../src/model/tokenizer.ts');
+    const { decodeSentence } = await import('../../../src/model/decode.ts');
+    const { readKbertTsv, MEDICAL_TYPES } = await import('../../../src/train/datasets.ts');
+    const { prepareExamples } = await import('../../../src/train/evaluate.ts');
+    const kg = await import('../../../src/knowledge/index.ts');
+    const artifact = await loadArtifact(FINE_TUNED);
+    const k = artifact.config.knowledge;
+    let source = null;
+    if (k.enabled) {
+      const graph = new kg.InMemoryKnowledgeGraph();
+      await kg.loadSpoFile(path.join(REPO_ROOT, 'data/kg/Medical.spo'), graph);
+      source = kg.staticKnowledge(await kg.createSnapshot(graph, { maxEntities: k.maxEntities }));
+    }
+    const injector = new kg.KnowledgeInjector(await BertTokenizer.load(), source, {
+      knowledge: k.enabled,
+      inject: k.inject,
+      maxEntities: k.maxEntities,
+      maxLength: k.maxLength,
+    });
+    const set = await prepareExamples(readKbertTsv(MEDICAL_TEST, { types: MEDICAL_TYPES }).sentences, injector, artifact.config.labels);
+    const trees = set.examples.map((e) => e.tree);
+    assert.ok(trees.length >= 755, `${trees.length} model inputs for the 755 test sentences`);
+
+    const model = BertModel.fromWeights(artifact.config.model, artifact.weights, undefined, { mlmHead: false });
+    const engine = await OnnxEngine.load(artifact, { threads: 2 });
+    try {
+      const onnxLogits = await engine.classify(trees);
+      // tfjs in length-sorted batches of 32.
+      const order = trees.map((_, i) => i).sort((a, b) => trees[a].tokenIds.length - trees[b].tokenIds.length);
+      const tfjsLogitsAll = new Array<Float32Array>(trees.length);
+      for (let from = 0; from < order.length; from += 32) {
+        const part = order.slice(from, from + 32);
+        (await tfjsLogits(model, part.map((i) => trees[i]))).forEach((l, j) => (tfjsLogitsAll[part[j]] = l));
+      }
+      let worst = 0;
+      let entities = 0;
+      trees.forEach((tree, i) => {
+        worst = Math.max(worst, relativeError(onnxLogits[i], tfjsLogitsAll[i]));
+        const a = decodeSentence(tree, onnxLogits[i], artifact.config.labels);
+        const b = decodeSentence(tree, tfjsLogitsAll[i], artifact.config.labels);
+        assert.deepEqual(
+          a.map((s) => [s.firstToken, s.lastToken, s.type]),
+          b.map((s) => [s.firstToken, s.lastToken, s.type]),
+          `window ${i}: decoded entities differ`,
+        );
+        a.forEach((s, j) => assert.ok(Math.abs(s.score - b[j].score) < 1e-4));
+        entities += a.length;
+      });
+      assert.ok(worst < 1e-4, `medical test set: max relative error ${worst.toExponential(2)} >= 1e-4`);
+      assert.ok(entities > 500, `the fine-tuned model finds entities (${entities})`);
+    } finally {
+      await engine.dispose();
+      model.dispose();
+    }
+  },
+);
