@@ -51,6 +51,8 @@ export interface StageConfig {
   topicReplicationFactor: number;
   neo4j: { uri: string; user: string; password: string; database: string | null };
   knowledge: {
+    /** False: serve without a knowledge graph (nothing injected; outputs carry an empty kgVersion). */
+    enabled: boolean;
     /** LRU cache of concept -> triples. */
     cacheSize: number;
     /** Backoff of the background reconnection to the graph store while it is down. */
@@ -130,6 +132,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'neo4j.user', env: 'RMBERT_NEO4J_USER', flag: 'neo4j-user', kind: 'string', default: 'neo4j', doc: 'Neo4j user' },
   { key: 'neo4j.password', env: 'RMBERT_NEO4J_PASSWORD', flag: 'neo4j-password', kind: 'secret', default: '', doc: 'Neo4j password' },
   { key: 'neo4j.database', env: 'RMBERT_NEO4J_DATABASE', flag: 'neo4j-database', kind: 'string', default: '', doc: 'Neo4j database; empty = the server default' },
+  { key: 'knowledge.enabled', env: 'RMBERT_KG_ENABLED', flag: 'kg', kind: 'bool', default: 'true', doc: 'use the knowledge graph (--no-kg: the model runs without injected knowledge)' },
   { key: 'knowledge.cacheSize', env: 'RMBERT_KG_CACHE_SIZE', flag: 'kg-cache-size', kind: 'int', default: '50000', min: 0, max: 10_000_000, doc: 'concepts kept in the knowledge LRU cache' },
   { key: 'knowledge.retryInitialMs', env: 'RMBERT_KG_RETRY_INITIAL_MS', flag: 'kg-retry-initial-ms', kind: 'int', default: '500', min: 10, max: 600_000, doc: 'first backoff of the reconnection to Neo4j while it is down' },
   { key: 'knowledge.retryMaxMs', env: 'RMBERT_KG_RETRY_MAX_MS', flag: 'kg-retry-max-ms', kind: 'int', default: '15000', min: 10, max: 3_600_000, doc: 'longest backoff of the reconnection to Neo4j' },
@@ -294,9 +297,12 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
   if (int('knowledge.retryInitialMs') > int('knowledge.retryMaxMs')) problems.push('knowledge.retryInitialMs: must not exceed knowledge.retryMaxMs');
 
   const embedded = bool('embedded');
-  if (!embedded) {
+  const kgEnabled = bool('knowledge.enabled');
+  if (!kgEnabled) {
+    // No graph: neither Neo4j nor a graph file is needed.
+  } else if (!embedded) {
     if (!/^(bolt|neo4j)(\+s|\+ssc)?:\/\/[^\s/]+/.test(str('neo4j.uri'))) problems.push(`neo4j.uri: "${str('neo4j.uri')}" is not a bolt:// or neo4j:// URI`);
-    if (str('neo4j.password') === '') problems.push('neo4j.password: required unless embedded mode is on (RMBERT_NEO4J_PASSWORD)');
+    if (str('neo4j.password') === '') problems.push('neo4j.password: required unless embedded mode is on or the graph is off (RMBERT_NEO4J_PASSWORD)');
   } else if (!existsSync(str('knowledge.kgFile'))) {
     problems.push(`knowledge.kgFile: ${str('knowledge.kgFile')} does not exist (embedded mode reads the graph from it)`);
   }
@@ -332,6 +338,7 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
     topicReplicationFactor: int('topicReplicationFactor'),
     neo4j: { uri: str('neo4j.uri'), user: str('neo4j.user'), password: str('neo4j.password'), database: opt('neo4j.database') },
     knowledge: {
+      enabled: kgEnabled,
       cacheSize: int('knowledge.cacheSize'),
       retryInitialMs: int('knowledge.retryInitialMs'),
       retryMaxMs: int('knowledge.retryMaxMs'),

@@ -39,6 +39,9 @@ export function createKafka(config: KafkaConfig, logger: Logger, clientIdSuffix 
       () =>
       ({ level, log: entry }) => {
         const { message, timestamp: _t, logger: _l, ...fields } = entry as { message: string; timestamp?: string; logger?: string } & Record<string, unknown>;
+        // The stage bounds producer retries on purpose: a failed send aborts the whole transaction and the
+        // micro-batch is sent again in a new one, so kafkajs's warning about sequence gaps does not apply.
+        if (message.startsWith('Limiting retries for the idempotent producer')) return log.debug(message, fields);
         // kafkajs logs connection churn at ERROR while it retries; the stage reports real failures itself.
         if (level === KafkaLogLevel.ERROR || level === KafkaLogLevel.WARN) log.warn(message, fields);
         else if (level === KafkaLogLevel.INFO) log.info(message, fields);

@@ -347,6 +347,9 @@ class Stage implements StageHandle {
       deadLettered: deadCount,
       modelVersion: result.modelVersion,
       ms: Math.round(performance.now() - started),
+      decodeMs: Math.round(decodeMs * 10) / 10,
+      publishMs: Math.round(publishMs * 10) / 10,
+      stageMs: result.timingsMs,
     });
   }
 

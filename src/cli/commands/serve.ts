@@ -39,7 +39,7 @@ export interface ServeSession {
   stage: StageHandle;
   metrics: PromStageMetrics;
   server: MetricsServer;
-  knowledge: GraphKnowledge;
+  knowledge: GraphKnowledge | null;
   logger: Logger;
   /** Stops the stage, then the metrics server and the graph connection. */
   stop(): Promise<{ clean: boolean }>;
@@ -58,7 +58,7 @@ export async function startServe(config: StageConfig, logger: Logger): Promise<S
   logger.info('metrics server listening', { url: server.url });
   let knowledge: GraphKnowledge | null = null;
   try {
-    knowledge = await openKnowledge(config, logger, metrics);
+    if (config.knowledge.enabled) knowledge = await openKnowledge(config, logger, metrics);
     stage = await startStage(config, {
       logger,
       metrics,
@@ -84,7 +84,7 @@ export async function startServe(config: StageConfig, logger: Logger): Promise<S
     stop() {
       stopping ??= (async () => {
         const result = await running.stop();
-        await graph.close().catch(() => undefined);
+        await graph?.close().catch(() => undefined);
         await server.close();
         return result;
       })();

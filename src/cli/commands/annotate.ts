@@ -1,0 +1,214 @@
+/**
+ * `rmbert annotate`: the stage's pipeline without Kafka or Neo4j, for trying a model on text. Reads
+ * files (one document per file) or standard input (one document per line) and writes one JSON line
+ * of entities per document to standard output, with the knowledge graph held in memory.
+ */
+import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { SingleBar } from 'cli-progress';
+import { flagValues, loadConfig } from '../../config/index.ts';
+import type { Document } from '../../domain/index.ts';
+import { ConfigError, RmBertError } from '../../errors/index.ts';
+import { KnowledgeGate } from '../../pipeline/knowledge-gate.ts';
+import { createJsonLogger, safeErrorMessage } from '../../pipeline/logging.ts';
+import { NO_STAGE_METRICS, type ModelRuntime } from '../../pipeline/ports.ts';
+import { BatchProcessor, type Outcome } from '../../pipeline/processor.ts';
+import { createModelLoader, modelDirectoryCatalog, openKnowledge, type GraphKnowledge } from '../stage-wiring.ts';
+
+export const summary = 'annotate text files or stdin lines with the model and the in-memory graph (JSON lines out, no Kafka needed)';
+
+const HELP = `usage: rmbert annotate [FILE...] [options]
+
+Finds medical entities in text and prints one JSON line per document on stdout:
+  {"id", "modelVersion", "kgVersion", "engine", "entities": [{"start", "end", "text", "type", "score",
+   "linked": [{"relation", "object"}]}], "kgDegraded", "truncated", "windowed"}
+or {"id", "error": {"class", "message"}} for a document that cannot be annotated (empty, too long,
+invalid Unicode); the others are annotated anyway. Offsets are UTF-16 code units into the text.
+
+Input: each FILE is one document (id = the file name); without FILE, each non-empty line of stdin is one
+document (id = "stdin:<line number>"). A line (or file) holding a JSON object with a "text" field (and
+optionally "id") is read as that document, e.g. a line of data/samples/emr-samples.jsonl.
+
+options:
+  --model-dir DIR       model artifact, or a directory of versioned artifacts (the newest is used)
+                        (default: RMBERT_MODEL_DIR, else models/medical)
+  --engine E            auto | onnx | tfjs (default: RMBERT_ENGINE, else auto)
+  --kg-file FILE        knowledge graph, subject<TAB>relation<TAB>object lines
+                        (default: RMBERT_KG_FILE, else data/kg/Medical.spo)
+  --no-kg               no knowledge graph (the model still runs; nothing is injected)
+  --per-line            treat every line of the FILEs as a document, like stdin
+  --batch-size N        documents per batch through the model (default 32)
+  --max-text-chars N    longest text accepted (default 100000)
+  --no-progress         no progress bar on stderr
+  -h, --help            this text
+
+exit status: 0 done (documents that could not be annotated are reported in the output), 1 failed
+(e.g. no model), 2 bad usage.
+`;
+
+interface InputDoc {
+  doc: Document;
+}
+
+function toDocument(raw: string, fallbackId: string): Document {
+  let text = raw;
+  let id = fallbackId;
+  const trimmed = raw.trim();
+  if (trimmed.startsWith('{')) {
+    try {
+      const obj = JSON.parse(trimmed) as { text?: unknown; id?: unknown };
+      if (typeof obj.text === 'string') {
+        text = obj.text;
+        if (typeof obj.id === 'string' && obj.id) id = obj.id;
+      }
+    } catch {
+      // Not JSON: the line is text.
+    }
+  }
+  return { id, sourceSystem: 'rmbert-annotate', patientRef: '', text, language: 'zh', createdAt: Date.now(), section: null };
+}
+
+async function* readInputs(files: string[], perLine: boolean): AsyncGenerator<InputDoc> {
+  if (files.length === 0) {
+    const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
+    let n = 0;
+    for await (const line of rl) {
+      n++;
+      if (line.trim()) yield { doc: toDocument(line, `stdin:${n}`) };
+    }
+    return;
+  }
+  for (const file of files) {
+    const content = await readFile(file, 'utf8');
+    if (!perLine) {
+      yield { doc: toDocument(content, file) };
+      continue;
+    }
+    const lines = content.split(/\r?\n/);
+    for (let i = 0; i < lines.length; i++) if (lines[i].trim()) yield { doc: toDocument(lines[i], `${file}:${i + 1}`) };
+  }
+}
+
+function render(outcome: Outcome, doc: Document): string {
+  if (!outcome.ok) return JSON.stringify({ id: doc.id, error: { class: outcome.error.name, message: outcome.error.message } });
+  const a = outcome.annotation;
+  return JSON.stringify({
+    id: a.documentId,
+    modelVersion: a.modelVersion,
+    kgVersion: a.kgVersion,
+    engine: a.engine,
+    entities: a.entities.map((e) => ({ start: e.start, end: e.end, text: e.text, type: e.type, score: Math.round(e.score * 10_000) / 10_000, linked: e.linked })),
+    kgDegraded: a.kgDegraded,
+    truncated: a.truncated,
+    windowed: a.windowed,
+  });
+}
+
+function usageError(message: string): number {
+  console.error(`rmbert annotate: ${message}\nRun \`rmbert annotate --help\` for the options.`);
+  return 2;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        'model-dir': { type: 'string' },
+        engine: { type: 'string' },
+        'kg-file': { type: 'string' },
+        'no-kg': { type: 'boolean', default: false },
+        'per-line': { type: 'boolean', default: false },
+        'batch-size': { type: 'string', default: '32' },
+        'max-text-chars': { type: 'string' },
+        'no-progress': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (error) {
+    return usageError((error as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const batchSize = Number(values['batch-size']);
+  if (!Number.isInteger(batchSize) || batchSize < 1) return usageError(`--batch-size must be a positive integer (got "${values['batch-size']}")`);
+
+  let config;
+  try {
+    // The stage's settings schema in embedded mode: RMBERT_MODEL_DIR, RMBERT_ENGINE and RMBERT_KG_FILE apply here too.
+    config = loadConfig(
+      flagValues({ 'model-dir': values['model-dir'], engine: values.engine, 'kg-file': values['kg-file'], 'max-text-chars': values['max-text-chars'], 'no-kg': values['no-kg'] }),
+      { embedded: true },
+    );
+  } catch (error) {
+    if (error instanceof ConfigError) return usageError(error.problems.join('; '));
+    throw error;
+  }
+
+  const logger = createJsonLogger({ level: 'warn', sink: (l) => process.stderr.write(`${l}\n`) });
+  const entry = await modelDirectoryCatalog(config.model.dir).latest();
+  if (!entry) {
+    console.error(`rmbert annotate: no model artifact in ${config.model.dir}; pass --model-dir (an artifact directory with manifest.json) or set RMBERT_MODEL_DIR`);
+    return 1;
+  }
+  let model: ModelRuntime;
+  let knowledge: GraphKnowledge | null = null;
+  let gate: KnowledgeGate | null = null;
+  try {
+    model = await createModelLoader({ engine: config.model.engine, logger }).load({ location: entry.location, sha256: entry.sha256, reason: 'startup' });
+    if (config.knowledge.enabled) {
+      knowledge = await openKnowledge(config, logger);
+      gate = new KnowledgeGate(knowledge, { retryInitialMs: 1000, retryMaxMs: 1000, logger, metrics: NO_STAGE_METRICS });
+    }
+  } catch (error) {
+    if (error instanceof RmBertError) {
+      console.error(`rmbert annotate: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+  const processor = new BatchProcessor({ knowledge: gate, limits: { maxTextChars: config.maxTextChars }, metrics: NO_STAGE_METRICS, logger });
+  const showBar = !values['no-progress'] && positionals.length > 1 && process.stderr.isTTY;
+  const bar = showBar ? new SingleBar({ stream: process.stderr, format: 'annotate [{bar}] {value}/{total} files | {duration}s', hideCursor: true }) : null;
+  bar?.start(positionals.length, 0);
+  let done = 0;
+  let failed = 0;
+  try {
+    let pending: Document[] = [];
+    const flush = async () => {
+      if (pending.length === 0) return;
+      const result = await processor.process(pending, model);
+      const out = result.outcomes.map((o, i) => render(o, pending[i])).join('\n');
+      failed += result.outcomes.filter((o) => !o.ok).length;
+      done += pending.length;
+      process.stdout.write(`${out}\n`);
+      if (!values['per-line']) bar?.update(done);
+      pending = [];
+    };
+    try {
+      for await (const { doc } of readInputs(positionals, values['per-line'])) {
+        pending.push(doc);
+        if (pending.length >= batchSize) await flush();
+      }
+    } catch (error) {
+      await flush();
+      const e = error as NodeJS.ErrnoException;
+      console.error(`rmbert annotate: cannot read input: ${safeErrorMessage(e)}`);
+      return 1;
+    }
+    await flush();
+  } finally {
+    bar?.stop();
+    await gate?.close();
+    await knowledge?.close();
+    await model.dispose();
+  }
+  if (failed > 0) console.error(`rmbert annotate: ${done} documents, ${failed} could not be annotated (see their "error" lines)`);
+  return 0;
+}
