@@ -315,7 +315,9 @@ async function main(): Promise<void> {
 
   await measurePeaks();
   const runtimePeak = Object.fromEntries(Object.entries(peaks).filter(([, v]) => v.length).map(([k, v]) => [k, Math.max(...v)]));
-  const machinePeak = Math.max(...Object.values(runtimePeak));
+  // The machine's CPU peak: a GPU backend's matmul is not a CPU figure.
+  const gpuTfjs = tfjs?.name === 'tfjs-node-gpu';
+  const machinePeak = Math.max(...Object.entries(runtimePeak).filter(([k]) => !(k === 'tfjs' && gpuTfjs)).map(([, v]) => v));
 
   // Peak RSS per engine, each in its own process.
   const rss: Record<string, number | null> = {};

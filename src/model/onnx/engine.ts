@@ -162,6 +162,7 @@ export class OnnxEngine implements InferenceEngine {
   }
 
   private async runBatch(sentences: InjectedSentence[], seqLen: number): Promise<Float32Array> {
+    if (this.disposed) throw new ModelError(`${this.name} engine was disposed while a request was in flight`);
     const B = sentences.length;
     const input = this.buffers.fill(sentences, seqLen, writeAdditiveMask, this.padId);
     const feeds = {
@@ -176,10 +177,8 @@ export class OnnxEngine implements InferenceEngine {
     } catch (error) {
       throw new ModelError(`${this.name} forward pass failed on a batch of ${B} x ${seqLen}: ${(error as Error).message}`, { cause: error });
     }
-    const logits = out[ONNX_OUTPUT_NAME];
-    const data = logits.data as Float32Array;
-    logits.dispose();
-    return data;
+    // A CPU output owns a plain JS buffer; the caller copies each sentence's rows out of it.
+    return out[ONNX_OUTPUT_NAME].data as Float32Array;
   }
 
   private validate(s: InjectedSentence, index: number): void {

@@ -13,8 +13,10 @@
  *   Attention (QKV projection + attention with the additive mask passed as attention_bias),
  *   BiasGelu (exact erf GELU) and SkipLayerNormalization. ORT at level 'all' fuses the standard
  *   form's LayerNorm and GELU itself, but not attention with an additive 3-D mask.
- * `quantize: 'int8'` stores the dense weights as int8 (symmetric, per output column) and runs them with
- * com.microsoft DynamicQuantizeMatMul (activations quantised per tensor at run time).
+ * `quantize: 'int8'` stores the dense weights as 8-bit integers (symmetric, one scale per output column) and
+ * runs them with com.microsoft DynamicQuantizeMatMul (activations quantised to uint8 per tensor at run time);
+ * attention itself (scores, softmax, context) and the classification head stay fp32. Weights default to
+ * int8 limited to [-63, 63] (see quantizeColumns): the fastest form on AVX2 machines here, 1.3-1.5x fp32.
  */
 import { ModelError } from '../../errors/index.ts';
 import type { BertConfig, WeightMap, WeightTensor } from '../types.ts';
@@ -124,7 +126,7 @@ export function buildOnnxModel(config: BertConfig, weights: WeightMap, options: 
   const form = options.form ?? 'fused';
   const quantize = options.quantize ?? 'none';
   const attentionOp = options.attentionOp ?? 'Attention';
-  const int8Weights = options.int8Weights ?? 'u8';
+  const int8Weights = options.int8Weights ?? 's8-7bit';
   const H = config.hiddenSize;
   const nh = config.numHeads;
   if (H % nh !== 0) throw new ModelError(`hidden size ${H} is not divisible by ${nh} heads`);
