@@ -21,7 +21,7 @@ import {
 } from '../knowledge/index.ts';
 import { canonicalJson, loadArtifact, MANIFEST_FILE, readManifest, sha256Hex } from '../model/artifact.ts';
 import { BioDecoder } from '../model/decode.ts';
-import { OnnxEngine } from '../model/onnx/index.ts';
+import { selectEngine } from '../model/engine-select.ts';
 import { BertTokenizer } from '../model/tokenizer.ts';
 import type { InferenceEngine, ModelArtifact } from '../model/types.ts';
 import { safeErrorMessage } from '../pipeline/logging.ts';
@@ -65,32 +65,6 @@ let sharedTokenizer: Promise<BertTokenizer> | null = null;
 function tokenizer(): Promise<BertTokenizer> {
   sharedTokenizer ??= BertTokenizer.load();
   return sharedTokenizer;
-}
-
-async function createEngine(artifact: ModelArtifact, choice: EngineChoice, logger: Logger): Promise<InferenceEngine> {
-  if (choice === 'onnx' || choice === 'auto') {
-    try {
-      return await OnnxEngine.load(artifact, { logger: (line) => logger.debug(line) });
-    } catch (error) {
-      if (choice === 'onnx') throw error;
-      logger.warn('ONNX Runtime engine unavailable; falling back to TensorFlow.js', { error: safeErrorMessage(error) });
-    }
-  }
-  return loadTfjsEngine(artifact, logger);
-}
-
-async function loadTfjsEngine(artifact: ModelArtifact, logger: Logger): Promise<InferenceEngine> {
-  // Imported on demand: TensorFlow.js is only loaded when it serves.
-  const modulePath = '../model/tfjs-engine.ts';
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(modulePath)) as Record<string, unknown>;
-  } catch (error) {
-    throw new ModelError(`the TensorFlow.js engine is not available: ${safeErrorMessage(error)}`, { cause: error });
-  }
-  const Engine = mod.TfjsEngine as { load(a: ModelArtifact, o?: Record<string, unknown>): Promise<InferenceEngine> } | undefined;
-  if (!Engine || typeof Engine.load !== 'function') throw new ModelError('src/model/tfjs-engine.ts does not export TfjsEngine.load');
-  return Engine.load(artifact, { logger: (line: string) => logger.debug(line) });
 }
 
 /** A loaded artifact + engine + tokenizer + sentence-tree builder + decoder, behind the pipeline's ModelRuntime port. */
@@ -163,7 +137,9 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
       const artifact = await loadArtifact(dir);
       if (artifact.config.labels.length === 0) throw new ModelError(`artifact ${dir} has no token-classification head (labels is empty); it cannot tag entities`);
       const tok = await tokenizer();
-      const engine = await createEngine(artifact, options.engine, options.logger);
+      const selection = await selectEngine(artifact, { engine: options.engine, logger: (line) => options.logger.debug(line) });
+      options.logger.info('inference engine selected', { engine: selection.engine.name, reason: selection.reason, skipped: selection.skipped });
+      const engine = selection.engine;
       const model = new ArtifactModel(artifact, engine, tok);
       try {
         // Warm-up through tokenizer, tree builder, engine and decoder, so a model that cannot serve is refused before it does.
