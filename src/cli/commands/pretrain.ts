@@ -174,7 +174,7 @@ export async function run(argv: string[]): Promise<number> {
       });
   bar?.start(byTime ? Math.round(options.maxMinutes * 60) : options.maxSteps, 0, { step: 0, loss: '-', tps: '-', tokens: 0 });
   const result = await pretrain(corpus, tokenizer, { ...options, initWeights }, {
-    log: (line) => (bar ? bar.stop() : undefined, log(line)),
+    log,
     onStep: (s) =>
       bar?.update(byTime ? Math.round(s.elapsedSeconds) : s.step, {
         step: s.step,
