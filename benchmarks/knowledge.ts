@@ -307,8 +307,6 @@ async function main(): Promise<void> {
     `Command: \`${command}\`. Machine: ${result.machine}. Date: ${result.date}.`,
     `Data: the ${sentences.length} medical test sentences (kbert-medical-ner/test.tsv), MedicalKG (data/kg/Medical.spo), tokenizer ${summary.tokenizer}, maxEntities ${MAX_ENTITIES}, relation+object injected.`,
     '',
-    '| figure (2 cores, one used) | value |',
-    '|---|---|',
     `Rates are sentences per CPU-second of this process (one core's worth of work, median of 5 interleaved rounds), and per wall-clock second, which is lower when other work shares the 2 cores (1-minute load average at the end: ${summary.loadAverageDuringRun.toFixed(1)}).`,
     '',
     '| figure (2 cores, one used) | per CPU-second | per wall-clock second |',

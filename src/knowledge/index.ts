@@ -9,7 +9,7 @@ export { NEO4J_LOCAL_DEFAULTS, Neo4jKnowledgeGraph } from './neo4j-graph.ts';
 export type { Neo4jGraphOptions } from './neo4j-graph.ts';
 export { KgVersionBuilder, kgVersionOf, parseSpoLine, readSpoFile, tripleKey } from './spo.ts';
 export type { MalformedLine, SpoChunk } from './spo.ts';
-export { loadSpoFile } from './loader.ts';
+export { DEFAULT_KG_PATH, loadEmbeddedGraph, loadSpoFile } from './loader.ts';
 export type { LoadOptions, LoadProgress, LoadReport } from './loader.ts';
 export { ConceptMatcher } from './matcher.ts';
 export type { ConceptMatch, MatchOptions } from './matcher.ts';

@@ -6,8 +6,10 @@
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SchemaError } from '../errors/index.ts';
 import type { KgStamp, KnowledgeGraph } from './graph.ts';
+import { InMemoryKnowledgeGraph } from './memory-graph.ts';
 import { kgVersionOf, KgVersionBuilder, readSpoFile } from './spo.ts';
 import type { MalformedLine } from './spo.ts';
 
@@ -129,4 +131,20 @@ export async function loadSpoFile(file: string, graph: KnowledgeGraph, options: 
     batches,
     elapsedMs: performance.now() - started,
   };
+}
+
+/** The graph shipped with the product (MedicalKG, see data/kg/PROVENANCE.md): the stage's default. */
+export const DEFAULT_KG_PATH = fileURLToPath(new URL('../../data/kg/Medical.spo', import.meta.url));
+
+/**
+ * Embedded mode: an in-memory graph loaded from a `.spo` file (the shipped Medical.spo by default).
+ * Malformed lines are skipped and passed to `onMalformed`, as in `loadSpoFile`.
+ */
+export async function loadEmbeddedGraph(
+  file: string = DEFAULT_KG_PATH,
+  options: Pick<LoadOptions, 'onMalformed'> = {},
+): Promise<{ graph: InMemoryKnowledgeGraph; report: LoadReport }> {
+  const graph = new InMemoryKnowledgeGraph();
+  const report = await loadSpoFile(file, graph, { batchSize: 10_000, onMalformed: options.onMalformed });
+  return { graph, report };
 }

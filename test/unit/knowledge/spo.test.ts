@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { InMemoryKnowledgeGraph, kgVersionOf, loadSpoFile, parseSpoLine, readSpoFile } from '../../../src/knowledge/index.ts';
+import { InMemoryKnowledgeGraph, kgVersionOf, loadEmbeddedGraph, loadSpoFile, parseSpoLine, readSpoFile } from '../../../src/knowledge/index.ts';
 import type { Triple } from '../../../src/domain/index.ts';
 import type { MalformedLine } from '../../../src/knowledge/index.ts';
 import { SchemaError } from '../../../src/errors/index.ts';
@@ -192,5 +192,14 @@ describe('loadSpoFile (in-memory graph)', () => {
     await assert.rejects(loadSpoFile(path.join(dir, 'nope.spo'), g), (e: unknown) => e instanceof SchemaError && /cannot read .*nope\.spo/.test(e.message));
     await assert.rejects(loadSpoFile(dir, g), /is not a file/);
     await assert.rejects(loadSpoFile(file('a\tb\tc\n'), g, { batchSize: 0 }), /batch size must be a positive integer/);
+  });
+});
+
+describe('loadEmbeddedGraph', () => {
+  it('loads the shipped Medical.spo into memory by default', async () => {
+    const { graph, report } = await loadEmbeddedGraph();
+    assert.equal(report.file, path.join(REPO_ROOT, 'data/kg/Medical.spo'));
+    assert.equal(report.stamp.version, '728f8070a8d99ff78503c83870f361c1746a38b169e9b86e610608803abed6b1');
+    assert.deepEqual(await graph.stats(), { concepts: 13_558, triples: 13_864 });
   });
 });
