@@ -42,7 +42,11 @@ export function configHelp(): string {
  * The stage configuration from process.env and parsed flags, validated once, typed and frozen.
  * Throws ConfigError listing every problem.
  */
-export function loadConfig(flags: ConfigSources['flags'] = {}, overrides: ConfigSources['overrides'] = {}): StageConfig {
-  return buildConfig({ env: process.env, flags, overrides, hostname: os.hostname(), pid: process.pid });
+export function loadConfig(
+  flags: ConfigSources['flags'] = {},
+  overrides: ConfigSources['overrides'] = {},
+  defaults: ConfigSources['defaults'] = {},
+): StageConfig {
+  return buildConfig({ env: process.env, flags, overrides, defaults, hostname: os.hostname(), pid: process.pid });
 }
 

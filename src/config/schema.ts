@@ -209,6 +209,8 @@ export interface ConfigSources {
   env?: Readonly<Record<string, string | undefined>>;
   /** Values from command-line flags, by flag name (without dashes); they win over the environment. */
   flags?: Readonly<Record<string, string | boolean | undefined>>;
+  /** Fallback values by setting key, below the environment (e.g. a command's local-development defaults). */
+  defaults?: Readonly<Record<string, string>>;
   /** Typed values by setting key, for tests and embedding; they win over flags and environment. */
   overrides?: Readonly<Record<string, string | number | boolean | readonly string[]>>;
   /** Used for the default instance id. */
@@ -232,7 +234,7 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
   const flags = sources.flags ?? {};
   const overrides = sources.overrides ?? {};
   const known = new Set(SETTINGS.map((s) => s.key));
-  for (const key of Object.keys(overrides)) if (!known.has(key)) problems.push(`${key}: unknown setting`);
+  for (const key of [...Object.keys(overrides), ...Object.keys(sources.defaults ?? {})]) if (!known.has(key)) problems.push(`${key}: unknown setting`);
 
   for (const s of SETTINGS) {
     let value: string | number | boolean | string[] | undefined;
@@ -244,6 +246,8 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
       value = parseValue(s, typeof f === 'boolean' ? String(f) : f, `--${s.flag}`, problems);
     } else if (env[s.env] !== undefined) {
       value = parseValue(s, env[s.env]!, s.env, problems);
+    } else if (sources.defaults?.[s.key] !== undefined) {
+      value = parseValue(s, sources.defaults[s.key], 'default', problems);
     } else if (s.default !== undefined) {
       value = parseValue(s, s.default, 'default', problems);
     }

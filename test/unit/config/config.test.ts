@@ -110,3 +110,9 @@ test('--no-<flag> turns off a boolean that defaults to true', () => {
   assert.equal(c.createTopics, false);
   assert.equal(c.batch.maxWaitMs, 5);
 });
+
+test('command defaults sit below the environment and above the built-in defaults', () => {
+  assert.equal(buildConfig({ env: {}, defaults: { 'neo4j.password': 'local' } }).neo4j.password, 'local');
+  assert.equal(buildConfig({ env: { RMBERT_NEO4J_PASSWORD: 'prod' }, defaults: { 'neo4j.password': 'local' } }).neo4j.password, 'prod');
+  assert.throws(() => buildConfig({ env: base, defaults: { nope: 'x' } }), /nope: unknown setting/);
+});
