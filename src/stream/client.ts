@@ -120,9 +120,14 @@ export class StreamClient {
     return this.read(this.config.topics.deadLetter, (b) => codecs().deadLetter.decode(b), onRecord);
   }
 
-  async close(): Promise<void> {
+  /** Stops the readers started with readAnnotations / readDeadLetters. */
+  async stopReading(): Promise<void> {
     for (const c of this.consumers) await c.disconnect().catch(() => undefined);
     this.consumers.length = 0;
+  }
+
+  async close(): Promise<void> {
+    await this.stopReading();
     await this.producer?.disconnect().catch(() => undefined);
     this.producer = null;
     await this.admin?.disconnect().catch(() => undefined);

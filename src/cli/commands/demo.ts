@@ -204,6 +204,7 @@ export async function run(argv: string[]): Promise<number> {
       const { clean } = await session.stop();
       console.error(`demo: stage stopped${clean ? '' : ' (not cleanly)'}`);
     }
+    await client.stopReading();
     await client.deleteTopics().catch(() => undefined);
     await client.close();
     if (scratch) await rm(scratch, { recursive: true, force: true });
