@@ -433,9 +433,49 @@ export function withoutOverlap(pool: readonly NerSentence[], held: readonly NerS
 export function subsetSentences(sentences: readonly NerSentence[], n: number, seed: number): NerSentence[] {
   if (n >= sentences.length) return sentences.slice();
   const order = sentences.map((_, i) => i);
+  const rand = xorshift(seed);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order.slice(0, n).sort((a, b) => a - b).map((i) => sentences[i]);
+}
+
+/**
+ * Removes `fraction` of the entities of one type from the training data (their tags become O), chosen
+ * with a seeded shuffle over all of them: the entity-deletion experiment of paper fig. 8.
+ */
+export function deleteEntities(
+  sentences: readonly NerSentence[],
+  type: string,
+  fraction: number,
+  seed: number,
+): { sentences: NerSentence[]; removed: number; kept: number } {
+  const found: Array<[number, number]> = [];
+  sentences.forEach((s, i) => s.labels.forEach((tag, j) => tag === `B-${type}` && found.push([i, j])));
+  const rand = xorshift(seed);
+  for (let i = found.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [found[i], found[j]] = [found[j], found[i]];
+  }
+  const removed = Math.floor(found.length * fraction);
+  const out = sentences.map((s) => s);
+  for (const [i, start] of found.slice(0, removed)) {
+    const s = out[i] === sentences[i] ? { ...sentences[i], labels: sentences[i].labels.slice(), repaired: sentences[i].repaired.slice() } : out[i];
+    let j = start;
+    do {
+      s.labels[j] = 'O';
+      j++;
+    } while (j < s.labels.length && s.labels[j] === `I-${type}`);
+    s.repaired = s.repaired.filter((r) => s.labels[r] !== 'O');
+    out[i] = s;
+  }
+  return { sentences: out, removed, kept: found.length - removed };
+}
+
+function xorshift(seed: number): () => number {
   let state = seed >>> 0 || 1;
-  const rand = () => {
-    // xorshift32: fixed across platforms, enough for shuffling.
+  return () => {
     state ^= state << 13;
     state >>>= 0;
     state ^= state >>> 17;
@@ -443,9 +483,4 @@ export function subsetSentences(sentences: readonly NerSentence[], n: number, se
     state >>>= 0;
     return state / 0x1_0000_0000;
   };
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return order.slice(0, n).sort((a, b) => a - b).map((i) => sentences[i]);
 }

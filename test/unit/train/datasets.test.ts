@@ -148,3 +148,23 @@ test('subsetSentences is deterministic per seed and keeps file order', () => {
   const idx = a.map((s) => m.indexOf(s));
   assert.deepEqual(idx, idx.slice().sort((x, y) => x - y));
 });
+
+test('deleteEntities removes the given fraction of one type (whole spans), deterministically', async () => {
+  const { deleteEntities } = await import('../../../src/train/datasets.ts');
+  const ds = parseKbertTsv(
+    `${HEADER}左 腿 痛 头 部\tB-BodyPart I-BodyPart B-Symptom B-BodyPart I-BodyPart\n腰 背\tB-BodyPart B-BodyPart\n`,
+    'd.tsv',
+    { types: MEDICAL_TYPES },
+  );
+  const half = deleteEntities(ds.sentences, 'BodyPart', 0.5, 3);
+  assert.equal(half.removed, 2);
+  assert.equal(half.kept, 2);
+  const after = half.sentences.flatMap((s) => s.labels);
+  assert.equal(after.filter((t) => t === 'B-BodyPart').length, 2);
+  assert.equal(after.filter((t) => t === 'B-Symptom').length, 1, 'other types untouched');
+  // No orphan I- left behind: every I-BodyPart follows B-/I-BodyPart.
+  for (const s of half.sentences) s.labels.forEach((t, i) => t === 'I-BodyPart' && assert.match(s.labels[i - 1], /-BodyPart$/));
+  assert.deepEqual(deleteEntities(ds.sentences, 'BodyPart', 0.5, 3).sentences, half.sentences);
+  assert.deepEqual(ds.sentences[0].labels, ['B-BodyPart', 'I-BodyPart', 'B-Symptom', 'B-BodyPart', 'I-BodyPart'], 'input not modified');
+  assert.equal(deleteEntities(ds.sentences, 'BodyPart', 1, 3).kept, 0);
+});
