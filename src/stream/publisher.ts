@@ -78,8 +78,16 @@ export class TransactionalPublisher {
     }
   }
 
-  /** Commits the content in one transaction; on any failure the transaction is aborted (or its producer replaced) and a TransportError thrown. */
-  async commit(content: TransactionContent): Promise<void> {
+  /**
+   * Commits the content in one transaction; on any failure the transaction is aborted (or its producer
+   * replaced) and a TransportError thrown.
+   *
+   * `skipIfCommitted` is for retries: a commit whose reply was lost may have gone through. The new
+   * transaction is begun first (for a replaced producer that initialises its id, which waits until the
+   * broker has finished the previous transaction of this transactional id), then the group's committed
+   * offset says whether the content is already in: if so nothing is sent again.
+   */
+  async commit(content: TransactionContent, options: { skipIfCommitted?: boolean } = {}): Promise<'committed' | 'already-committed'> {
     const { inputTopic, partition } = content;
     let producer: Producer;
     try {
@@ -90,6 +98,14 @@ export class TransactionalPublisher {
     let transaction: Awaited<ReturnType<Producer['transaction']>> | null = null;
     try {
       transaction = await producer.transaction();
+      if (options.skipIfCommitted) {
+        const committed = await this.committedOffset(inputTopic, partition);
+        if (committed !== null && committed >= content.nextOffset) {
+          // Nothing was added to this transaction, so ending it sends nothing to the broker.
+          await transaction.abort();
+          return 'already-committed';
+        }
+      }
       for (const [topic, messages] of content.messages) {
         if (messages.length > 0) await transaction.send({ topic, messages, acks: -1 });
       }
@@ -98,6 +114,7 @@ export class TransactionalPublisher {
         topics: [{ topic: inputTopic, partitions: [{ partition, offset: content.nextOffset.toString() }] }],
       });
       await transaction.commit();
+      return 'committed';
     } catch (error) {
       let aborted = false;
       if (transaction && transaction.isActive()) {
@@ -115,7 +132,7 @@ export class TransactionalPublisher {
         kafkaError: (error as { type?: string }).type,
         error: safeErrorMessage(error),
       });
-      throw new TransportError(`output transaction failed: ${safeErrorMessage(error)}`, error, !isFenced(error));
+      throw error instanceof TransportError ? error : new TransportError(`output transaction failed: ${safeErrorMessage(error)}`, error, !isFenced(error));
     }
   }
 

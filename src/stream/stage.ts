@@ -307,16 +307,11 @@ class Stage implements StageHandle {
     ]);
     const tp = performance.now();
     await withRetry(async (attempt) => {
-      if (attempt > 0) {
-        // A commit whose reply was lost may have gone through: the committed offset tells.
-        const committed = await this.publisher!.committedOffset(topic, partition);
-        if (committed !== null && committed >= nextOffset) {
-          this.log.info('the previous attempt had committed; not publishing again', { partition, nextOffset: nextOffset.toString() });
-          return;
-        }
-      }
       try {
-        await this.publisher!.commit({ messages, nextOffset, inputTopic: topic, partition });
+        const outcome = await this.publisher!.commit({ messages, nextOffset, inputTopic: topic, partition }, { skipIfCommitted: attempt > 0 });
+        if (outcome === 'already-committed') {
+          this.log.info('the previous attempt had committed; not publishing again', { partition, nextOffset: nextOffset.toString() });
+        }
       } catch (error) {
         this.stats.transactionsAborted++;
         this.metrics.transactionAborted();

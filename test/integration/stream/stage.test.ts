@@ -309,3 +309,76 @@ describe('stage: hot model swap', () => {
     }
   });
 });
+
+describe('stage: failed output transactions', () => {
+  test('a commit that fails is aborted and retried; one whose reply is lost is not published twice', async () => {
+    const names = testNames('stage-txfail');
+    const tmp = await tempDir('rmbert-txfail');
+    const modelDir = path.join(tmp.dir, 'models');
+    await writeRandomArtifact(path.join(modelDir, 'v1'), { seed: 3 });
+    await writeFile(path.join(tmp.dir, 'kg.spo'), '支气管肺炎\t类别\t疾病\n');
+    const config = stageConfig(names, modelDir, { 'batch.maxRecords': 4, embedded: true, 'knowledge.kgFile': path.join(tmp.dir, 'kg.spo') });
+    await createTopics(kafka, names);
+    const outputs = await Collector.start(kafka, names.output, decodeAnnotations);
+    // The real client, with the transactional producers' commit failing on the 2nd call (before it
+    // reaches the broker: the transaction is still open and gets aborted) and on the 4th (after the
+    // broker committed: the client only sees an error, as when a reply is lost).
+    let commits = 0;
+    const faults: string[] = [];
+    const real = testKafka();
+    const faulty = new Proxy(real, {
+      get(target, prop, receiver) {
+        if (prop !== 'producer') return Reflect.get(target, prop, receiver);
+        return (cfg: Parameters<typeof real.producer>[0]) => {
+          const producer = target.producer(cfg);
+          if (!cfg?.transactionalId) return producer;
+          const transaction = producer.transaction.bind(producer);
+          producer.transaction = async () => {
+            const tx = await transaction();
+            const commit = tx.commit.bind(tx);
+            tx.commit = async () => {
+              commits++;
+              if (commits === 2) {
+                faults.push('before');
+                throw Object.assign(new Error('injected: connection closed before EndTxn'), { retriable: true });
+              }
+              await commit();
+              if (commits === 4) {
+                faults.push('after');
+                throw Object.assign(new Error('injected: reply to EndTxn lost'), { retriable: true });
+              }
+            };
+            return tx;
+          };
+          return producer;
+        };
+      },
+    });
+    const metrics = new PromStageMetrics({ processMetrics: false });
+    let stage: StageHandle | null = null;
+    try {
+      stage = await startStage(config, {
+        logger: SILENT_LOGGER,
+        metrics,
+        kafka: faulty,
+        knowledge: await openKnowledge(config, SILENT_LOGGER),
+        modelLoader: createModelLoader({ engine: 'onnx', logger: SILENT_LOGGER }),
+        modelCatalog: modelDirectoryCatalog(modelDir),
+      });
+      const docs = docsWithIds('txfail', 24);
+      await producer.documents(names.input, docs);
+      await outputs.waitFor(docs.length);
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.deepEqual(faults, ['before', 'after'], 'both faults were injected');
+      const ids = outputs.items.map((o) => o.record.documentId);
+      assert.equal(ids.length, docs.length, `exactly once: ${ids.length} outputs for ${docs.length} inputs`);
+      assert.deepEqual([...new Set(ids)].sort(), docs.map((d) => d.id).sort());
+      assert.equal(stage.counters().transactionsAborted, 2);
+      assert.match(await metrics.text(), /rmbert_transactions_aborted_total 2/);
+    } finally {
+      await stage?.stop(10_000);
+      await outputs.close();
+      await tmp.remove();
+    }
+  });
+});
