@@ -26,9 +26,10 @@ import org.neo4j.logging.log4j.Log4jLogProvider;
  *       --home DIR --config neo4j.conf --ready-file FILE
  *
  * The embedded API has no "initial password" setting, so the password of the built-in user
- * `neo4j` is set through the system database once the DBMS is up. Clients would be refused
- * while that is pending, so readiness is announced by writing --ready-file only afterwards.
- * SIGTERM runs a clean shutdown (checkpoint, stores closed) through a shutdown hook.
+ * `neo4j` is set through the system database once the DBMS is up (and remembered, as a digest, so
+ * that restarts skip it). Clients would be refused while that is pending, so readiness is
+ * announced by writing --ready-file only afterwards. SIGTERM runs a clean shutdown (checkpoint,
+ * stores closed) through a shutdown hook.
  */
 public final class Launcher {
     private Launcher() {}

@@ -10,6 +10,8 @@ import neo4j from 'neo4j-driver';
 import { KAFKA_BROKERS, NEO4J_PASSWORD, NEO4J_URI, NEO4J_USER } from '../../helpers/infra.ts';
 import { uniqueName } from '../../helpers/names.ts';
 
+// kafkajs logs a retriable CONCURRENT_TRANSACTIONS at error level when a transaction starts while
+// the broker still completes the previous one; real failures surface as rejected promises anyway.
 const kafka = new Kafka({ clientId: uniqueName('infra-test'), brokers: KAFKA_BROKERS, logLevel: logLevel.NOTHING });
 
 /** Consumes `topic` from the beginning in a fresh group until `done` says so (or times out). */
