@@ -16,8 +16,9 @@
 #   RMBERT_INFRA_NEO4J_PASSWORD (rmbert-local; the password of user neo4j)
 #   RMBERT_INFRA_DIR (.infra)  RMBERT_INFRA_READY_TIMEOUT (seconds, 180)  RMBERT_INFRA_STOP_GRACE (seconds, 30)
 #   RMBERT_JAVA_HOME (a Java 17 or 21; default /usr/lib/jvm/java-17-openjdk-amd64 when present)
-#   RMBERT_KAFKA_JVM_OPTS, RMBERT_NEO4J_JVM_OPTS (appended to the JVM flags below)
-#   RMBERT_INFRA_CDS=0 (no class-data archive; see cds_flags)
+#   RMBERT_KAFKA_JVM_OPTS, RMBERT_NEO4J_JVM_OPTS (extra JVM flags for each server)
+#   RMBERT_INFRA_CDS=0 (no class-data archive: by default the first clean stop writes one, which
+#     makes later starts about twice as fast)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -481,5 +482,6 @@ case $command in
   clean) cmd_clean ;;
   env) cmd_env ;;
   -h | --help | help) usage ;;
-  *) usage >&2; exit 2 ;;
+  '') usage >&2; exit 2 ;;
+  *) printf 'infra: unknown command "%s"\n\n' "$command" >&2; usage >&2; exit 2 ;;
 esac
