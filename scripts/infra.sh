@@ -244,14 +244,14 @@ cds_flags() { # NAME JVM_OPTS... -> sets CDS_FLAGS
   local name=$1 key archive
   shift
   CDS_FLAGS=()
-  [[ ${RMBERT_INFRA_CDS:-1} == 0 ]] && return 0
+  [[ ${RMBERT_INFRA_CDS:-1} == 0 || ${CI:-} == true ]] && return 0
   mkdir -p "$STATE_DIR/cds"
   key=$(printf '%s\n' "$JAVA" "$(java_major "$JAVA_HOME")" "$CLASSPATH_FILE" "$@" | sha256sum | cut -c1-16)
   archive=$STATE_DIR/cds/$name-$key.jsa
   rm -f "$STATE_DIR/cds/$name.writing"
   if [[ -s $archive ]]; then
     CDS_FLAGS=("-XX:SharedArchiveFile=$archive")
-  elif [[ ${CI:-} != true ]]; then
+  else
     rm -f "$STATE_DIR/cds/$name"-*.jsa "$STATE_DIR/cds/$name"-*.partial
     CDS_FLAGS=("-XX:ArchiveClassesAtExit=$archive.partial")
     printf '%s\n' "$archive" > "$STATE_DIR/cds/$name.writing"
