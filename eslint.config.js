@@ -1,7 +1,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.infra/', 'dist/', 'benchmarks/results/', 'artifacts/', '**/*.js', '!eslint.config.js'] },
+  { ignores: ['node_modules/', '.infra/', '.cache/', '.venv/', '.scratch*/', 'runs/', 'dist/', 'benchmarks/results/', 'artifacts/', '**/*.js', '!eslint.config.js'] },
   ...tseslint.configs.recommended,
   {
     rules: {
