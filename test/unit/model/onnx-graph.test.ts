@@ -16,7 +16,7 @@ function decode(bytes: Uint8Array) {
 test('the graph has the named inputs with dynamic batch and sequence axes, and logits [batch, seq, labels]', () => {
   const model = decode(buildOnnxModel(CONFIG, weights).bytes);
   assert.deepEqual(model.opsetImport.map((o) => [o.domain, Number(o.version)]), [['', 17], ['com.microsoft', 1]]);
-  const dims = (v: (typeof model.graph.input)[number]) => v.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue));
+  const dims = (v: InstanceType<typeof onnx.ValueInfoProto>) => v.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue));
   assert.deepEqual(model.graph!.input!.map((i) => [i.name, i.type!.tensorType!.elemType, dims(i)]), [
     ['input_ids', 7, ['batch', 'seq']],
     ['soft_positions', 7, ['batch', 'seq']],
