@@ -120,3 +120,70 @@ export function renderCharts(charts: readonly Chart[], options: { columns?: numb
   parts.push('</svg>');
   return parts.join('\n') + '\n';
 }
+
+export interface BarChart {
+  title: string;
+  yLabel: string;
+  /** Group labels along the x axis. */
+  groups: readonly string[];
+  /** One bar per series in every group; NaN draws no bar. */
+  series: ReadonlyArray<{ name: string; values: readonly number[] }>;
+  yMin?: number;
+  yMax?: number;
+}
+
+/** A grouped bar chart as one standalone SVG document, with the value printed over each bar. */
+export function renderBarChart(chart: BarChart, options: { width?: number; height?: number; caption?: string } = {}): string {
+  const width = options.width ?? Math.max(420, 120 + chart.groups.length * (40 + chart.series.length * 34));
+  const height = options.height ?? 320;
+  const captionHeight = options.caption ? 22 : 0;
+  const left = 62;
+  const right = width - 12;
+  const top = captionHeight + 30;
+  const bottom = height + captionHeight - 62;
+  const values = chart.series.flatMap((s) => s.values).filter((v) => Number.isFinite(v));
+  let y0 = chart.yMin ?? (values.length ? Math.min(...values) : 0);
+  let y1 = chart.yMax ?? (values.length ? Math.max(...values) : 1);
+  if (chart.yMin === undefined && values.length) y0 = Math.max(0, y0 - (y1 - y0 || 1) * 0.5);
+  if (chart.yMax === undefined && values.length) y1 = y1 + (y1 - y0 || 1) * 0.1;
+  if (y1 === y0) y1 = y0 + 1;
+  const sy = (v: number) => bottom - ((v - y0) / (y1 - y0)) * (bottom - top);
+  const out = [
+    `<?xml version="1.0" encoding="UTF-8"?>`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height + captionHeight}" viewBox="0 0 ${width} ${height + captionHeight}" font-family="sans-serif">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+  ];
+  if (options.caption) out.push(`<text x="8" y="15" font-size="11" fill="#333">${escapeXml(options.caption)}</text>`);
+  out.push(`<text x="${width / 2}" y="${captionHeight + 16}" text-anchor="middle" font-size="13" font-weight="bold">${escapeXml(chart.title)}</text>`);
+  for (const t of niceTicks(y0, y1, 5)) {
+    const py = sy(t).toFixed(1);
+    out.push(`<line x1="${left}" y1="${py}" x2="${right}" y2="${py}" stroke="#e5e5e5"/>`);
+    out.push(`<text x="${left - 5}" y="${py}" text-anchor="end" dominant-baseline="middle" font-size="10">${formatTick(t)}</text>`);
+  }
+  out.push(`<rect x="${left}" y="${top}" width="${right - left}" height="${bottom - top}" fill="none" stroke="#444"/>`);
+  out.push(
+    `<text x="14" y="${(top + bottom) / 2}" text-anchor="middle" font-size="11" transform="rotate(-90 14 ${(top + bottom) / 2})">${escapeXml(chart.yLabel)}</text>`,
+  );
+  const groupWidth = (right - left) / Math.max(1, chart.groups.length);
+  const barWidth = Math.min(34, (groupWidth - 16) / Math.max(1, chart.series.length));
+  chart.groups.forEach((g, gi) => {
+    const gx = left + gi * groupWidth + (groupWidth - barWidth * chart.series.length) / 2;
+    chart.series.forEach((s, si) => {
+      const v = s.values[gi];
+      if (!Number.isFinite(v)) return;
+      const x = gx + si * barWidth;
+      const yTop = sy(Math.max(y0, Math.min(y1, v)));
+      out.push(`<rect x="${x.toFixed(1)}" y="${yTop.toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${(bottom - yTop).toFixed(1)}" fill="${COLORS[si % COLORS.length]}"/>`);
+      out.push(`<text x="${(x + barWidth / 2 - 1).toFixed(1)}" y="${(yTop - 3).toFixed(1)}" text-anchor="middle" font-size="9">${formatTick(Number(v.toFixed(2)))}</text>`);
+    });
+    out.push(`<text x="${(left + gi * groupWidth + groupWidth / 2).toFixed(1)}" y="${bottom + 15}" text-anchor="middle" font-size="11">${escapeXml(g)}</text>`);
+  });
+  chart.series.forEach((s, si) => {
+    const lx = left + 6 + (si % 4) * ((right - left) / 4);
+    const ly = bottom + 38 + Math.floor(si / 4) * 12;
+    out.push(`<rect x="${lx}" y="${ly - 8}" width="10" height="8" fill="${COLORS[si % COLORS.length]}"/>`);
+    out.push(`<text x="${lx + 14}" y="${ly - 1}" font-size="10">${escapeXml(s.name)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}

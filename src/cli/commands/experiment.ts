@@ -1,0 +1,132 @@
+/**
+ * `rmbert experiment NAME`: runs one of the paper's experiments (tables 3-5, figs 6-8) end to end and
+ * writes benchmarks/results/<NAME>.{json,md,svg}.
+ */
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../../errors/index.ts';
+import { selectBackend } from '../../model/backend.ts';
+import type { BackendChoice } from '../../model/backend.ts';
+import { BertTokenizer } from '../../model/tokenizer.ts';
+import { defaultExperimentSettings, EXPERIMENT_NAMES, experimentRuns, runExperiment } from '../../train/experiments/index.ts';
+import type { ExperimentName } from '../../train/experiments/index.ts';
+
+export const summary = "reproduce one of the paper's experiments (medical, msra, ablation, recall-distance, entity-deletion)";
+
+const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
+
+const HELP = `usage: rmbert experiment NAME [options]
+
+NAME:
+  medical          paper table 3 + 5: BERT, K-BERT, RM-BERT on the medical split (x seeds)
+  msra             paper table 4: the same on an MSRA training subset, K-BERT's MSRA test set
+  ablation         paper fig. 6: RM-BERT, -MASK, -POS, -RECALL, -KG on medical and MSRA (x seeds)
+  recall-distance  paper fig. 7: ||theta - theta*||_1 while fine-tuning, k in 0.001..0.1, t0 = 1000
+  entity-deletion  paper fig. 8: 40-80 % of BodyPart training entities removed; BERT, K-BERT, RM-BERT
+
+Each run fine-tunes from the backbone and scores the test set; results go to
+runs/experiments/<corpus>/<settings>/<run>/result.json (a finished run is reused by every experiment
+that needs it, an interrupted one resumes from its checkpoint), then the experiment writes
+benchmarks/results/NAME.json, NAME.md and NAME*.svg. See src/train/experiments/PLAN.md for the cost.
+
+options:
+  --backbone DIR        backbone artifact (default models/backbone)
+  --seeds LIST          comma-separated seeds (default 1,2,3; figs 7 and 8 use the first)
+  --epochs N            epochs per run (default 5)
+  --lr X                peak learning rate (default 1e-4)
+  --gamma X             RecAdam penalty coefficient (default 5000)
+  --batch-size N        sentences per batch, medical (default 10, as the paper)
+  --msra-batch-size N   sentences per batch, MSRA (default 16, as the paper)
+  --batch-tokens N      padded tokens per batch (default 512)
+  --medical-train N     medical training subset (default: all 6,919; for quick runs)
+  --medical-dev N       medical dev subset (default: all 939)
+  --msra-train N        MSRA training subset (default 5000)
+  --msra-dev N          MSRA dev subset (default 1000)
+  --max-minutes X       time limit per run (default none)
+  --runs-dir DIR        where runs are stored (default runs/experiments)
+  --results-dir DIR     where NAME.json/.md/.svg go (default benchmarks/results)
+  --keep-models         keep every run's model artifact (default: only results and curves)
+  --backend NAME        auto | node-gpu | node | wasm | cpu (default auto)
+  --dry-run             list the runs (and which are done) without training
+  -h, --help            this text
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      backbone: { type: 'string' },
+      seeds: { type: 'string' },
+      epochs: { type: 'string' },
+      lr: { type: 'string' },
+      gamma: { type: 'string' },
+      'batch-size': { type: 'string' },
+      'msra-batch-size': { type: 'string' },
+      'batch-tokens': { type: 'string' },
+      'msra-train': { type: 'string' },
+      'medical-train': { type: 'string' },
+      'medical-dev': { type: 'string' },
+      'msra-dev': { type: 'string' },
+      'max-minutes': { type: 'string' },
+      'keep-models': { type: 'boolean' },
+      'runs-dir': { type: 'string' },
+      'results-dir': { type: 'string' },
+      backend: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const problems: string[] = [];
+  const name = positionals[0] as ExperimentName | undefined;
+  if (!name || !EXPERIMENT_NAMES.includes(name)) problems.push(`give one experiment: ${EXPERIMENT_NAMES.join(', ')}`);
+  if (positionals.length > 1) problems.push(`one experiment at a time (got ${positionals.join(' ')})`);
+  const s = defaultExperimentSettings(REPO_ROOT);
+  const num = (key: string, fallback: number, integer = false): number => {
+    const raw = values[key as keyof typeof values];
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+      problems.push(`--${key} must be a positive ${integer ? 'integer' : 'number'} (got "${String(raw)}")`);
+      return fallback;
+    }
+    return n;
+  };
+  if (values.backbone) s.backboneDir = path.resolve(values.backbone);
+  if (values['runs-dir']) s.runsDir = path.resolve(values['runs-dir']);
+  if (values['results-dir']) s.resultsDir = path.resolve(values['results-dir']);
+  if (values.seeds) {
+    const seeds = values.seeds.split(',').map((x) => Number(x.trim()));
+    if (seeds.length === 0 || seeds.some((x) => !Number.isInteger(x) || x < 0)) problems.push(`--seeds must be comma-separated integers (got "${values.seeds}")`);
+    else s.seeds = seeds;
+  }
+  s.epochs = num('epochs', s.epochs, true);
+  s.learningRate = num('lr', s.learningRate);
+  s.gamma = num('gamma', s.gamma);
+  s.batchSizeMedical = num('batch-size', s.batchSizeMedical, true);
+  s.batchSizeMsra = num('msra-batch-size', s.batchSizeMsra, true);
+  s.batchTokens = num('batch-tokens', s.batchTokens, true);
+  s.msraTrainLimit = num('msra-train', s.msraTrainLimit, true);
+  if (values['medical-train'] !== undefined) s.medicalTrainLimit = num('medical-train', 0, true);
+  if (values['medical-dev'] !== undefined) s.medicalDevLimit = num('medical-dev', 0, true);
+  s.msraDevLimit = num('msra-dev', s.msraDevLimit, true);
+  if (values['max-minutes'] !== undefined) s.maxMinutesPerRun = num('max-minutes', 0);
+  s.keepModels = values['keep-models'] ?? false;
+  s.dryRun = values['dry-run'] ?? false;
+  if (problems.length) throw new ConfigError(problems);
+
+  const log = (line: string) => console.error(line);
+  if (!s.dryRun) await selectBackend((values.backend ?? 'auto') as BackendChoice);
+  const tokenizer = await BertTokenizer.load();
+  log(`experiment ${name}: ${experimentRuns(name!, s).length} runs`);
+  const output = await runExperiment(name!, s, tokenizer, log);
+  if (output) {
+    console.log(output.markdown);
+    console.log(`\nwritten: ${path.join(s.resultsDir, `${name}.json`)}, ${name}.md, ${Object.keys(output.svgs).join(', ')}`);
+  }
+  return 0;
+}

@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { defaultExperimentSettings, experimentRuns, summarize } from '../../../src/train/experiments/index.ts';
+import type { RunResult, RunSpec } from '../../../src/train/experiments/index.ts';
+import { prf } from '../../../src/train/metrics.ts';
+import type { NerEvaluation } from '../../../src/train/metrics.ts';
+
+const settings = { ...defaultExperimentSettings('/repo'), seeds: [1, 2] };
+
+test('experiments share runs: ablation reuses table 3 runs, fig. 7 reuses the paper-k run', () => {
+  const medical = experimentRuns('medical', settings).map((r) => `${r.corpus}/${r.id}`);
+  assert.deepEqual(medical, ['medical/bert-s1', 'medical/bert-s2', 'medical/kbert-s1', 'medical/kbert-s2', 'medical/rmbert-s1', 'medical/rmbert-s2']);
+  const ablation = experimentRuns('ablation', settings).map((r) => `${r.corpus}/${r.id}`);
+  assert.equal(ablation.length, 20);
+  for (const id of ['medical/rmbert-s1', 'medical/kbert-s2', 'msra/rmbert-s1']) assert.ok(ablation.includes(id), id);
+  const fig7 = experimentRuns('recall-distance', settings);
+  assert.ok(fig7.some((r) => r.id === 'rmbert-s1' && r.k === 0.01), 'k = 0.01, t0 = 1000 is the medical RM-BERT run');
+  assert.ok(fig7.some((r) => r.id === 'rmbert-s1-k0.1-t1000'));
+  const fig8 = experimentRuns('entity-deletion', settings);
+  assert.equal(fig8.length, 15);
+  assert.ok(fig8.every((r) => r.seed === 1 && r.deleteType === 'BodyPart'));
+});
+
+function evaluation(strictF1: number, kbertF1: number): NerEvaluation {
+  const strict = { ...prf(0, 0, 0), f1: strictF1, precision: strictF1, recall: strictF1 };
+  const kbert = { ...prf(0, 0, 0), f1: kbertF1, precision: kbertF1, recall: kbertF1 };
+  return {
+    sentences: 1,
+    tokens: 1,
+    strict,
+    kbert,
+    perType: { BodyPart: strict, Symptom: strict },
+    confusion: { correct: 0, typeConfusion: 0, boundaryError: 0, boundaryAndType: 0, spurious: 0, missed: 0, typePairs: {} },
+  };
+}
+
+function result(spec: Omit<RunSpec, 'id' | 'k' | 't0'>, strictF1: number, kbertF1: number): RunResult {
+  return {
+    spec: { ...spec, id: `${spec.method}-s${spec.seed}`, k: 0.01, t0: 1000 },
+    settings: {},
+    status: 'completed',
+    steps: 10,
+    bestEpoch: 1,
+    history: [{ epoch: 1, dev: { strictF1: strictF1 - 0.01 } }],
+    trainSentencesPerSecond: 1,
+    trainSeconds: 1,
+    parameters: 1,
+    dev: null,
+    test: evaluation(strictF1, kbertF1),
+    curve: [{ step: 5, loss: 1, lambda: 0.1, l1: 2 }],
+    finishedAt: '',
+  };
+}
+
+test('medical summary: means over seeds of both metrics, per-type F1, backbone, markdown and SVGs', () => {
+  const results = [
+    result({ corpus: 'medical', method: 'bert', seed: 1 }, 0.8, 0.82),
+    result({ corpus: 'medical', method: 'bert', seed: 2 }, 0.9, 0.92),
+    result({ corpus: 'medical', method: 'rmbert', seed: 1 }, 0.85, 0.9),
+    result({ corpus: 'medical', method: 'rmbert', seed: 2 }, 0.87, 0.9),
+  ];
+  const backbone = { dir: '/b', version: 'bb+123', layers: 3, hidden: 192, heads: 3, params: 5_500_000, pretrainingTokens: 4_000_000 };
+  const out = summarize('medical', results, settings, backbone);
+  const summary = out.json.summary as Record<string, any>;
+  assert.ok(Math.abs(summary.bert.strictF1 - 0.85) < 1e-12);
+  assert.ok(Math.abs(summary.bert.kbertMetricF1 - 0.87) < 1e-12);
+  assert.ok(Math.abs(summary.bert.strictF1Std - Math.sqrt(0.005)) < 1e-12);
+  assert.ok(Math.abs(summary.rmbert.strictF1 - 0.86) < 1e-12);
+  assert.ok(Math.abs(summary.rmbert.perTypeF1.BodyPart - 0.86) < 1e-12);
+  assert.deepEqual(summary.seeds, [1, 2]);
+  assert.deepEqual(summary.backbone, { layers: 3, hidden: 192, heads: 3, params: 5_500_000, pretrainingTokens: 4_000_000, version: 'bb+123' });
+  assert.match(out.markdown, /3 layers, hidden 192, 3 heads, 5\.50 M parameters, 4\.00 M pretraining tokens/);
+  assert.match(out.markdown, /\| BERT \| 2 \| 85\.00 \| 85\.00 \| 85\.00 ± 7\.07 \| 87\.00 \| 87\.00 \| 87\.00 ± 7\.07 \| 93\.06 \|/);
+  assert.match(out.markdown, /\| paper RM-BERT \| 89\.70 \| 98\.09 \|/);
+  assert.deepEqual(Object.keys(out.svgs), ['medical.svg', 'medical-dev-curves.svg']);
+  for (const svg of Object.values(out.svgs)) assert.match(svg, /^<\?xml[^>]*>\n<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+});
