@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ModelError } from '../../../src/errors/index.ts';
 import { buildOnnxModel, forwardFlops, quantizeColumns } from '../../../src/model/onnx/graph.ts';
+import type { onnx as OnnxTypes } from 'onnx-proto';
 import { countOpTypes, onnx } from '../../../src/model/onnx/proto.ts';
 import type { BertConfig } from '../../../src/model/types.ts';
 import { mulberry32, randomWeights } from './onnx-fixtures.ts';
@@ -16,7 +17,7 @@ function decode(bytes: Uint8Array) {
 test('the graph has the named inputs with dynamic batch and sequence axes, and logits [batch, seq, labels]', () => {
   const model = decode(buildOnnxModel(CONFIG, weights).bytes);
   assert.deepEqual(model.opsetImport.map((o) => [o.domain, Number(o.version)]), [['', 17], ['com.microsoft', 1]]);
-  const dims = (v: InstanceType<typeof onnx.ValueInfoProto>) => v.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue));
+  const dims = (v: OnnxTypes.IValueInfoProto) => v.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue));
   assert.deepEqual(model.graph!.input!.map((i) => [i.name, i.type!.tensorType!.elemType, dims(i)]), [
     ['input_ids', 7, ['batch', 'seq']],
     ['soft_positions', 7, ['batch', 'seq']],
