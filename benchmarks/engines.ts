@@ -186,7 +186,7 @@ async function main(): Promise<void> {
   const config = model.artifact.config.model;
   const L = model.artifact.config.labels.length;
   log(`model: ${model.source}`);
-  const inputs = await prepareInputs(model, args.quick ? { long256: 8, long512: 4 } : { long256: 64, long512: 32 });
+  const inputs = await prepareInputs(model, args.quick ? { long256: 8, long512: 4 } : { long256: 32, long512: 32 });
   const medical = args.quick ? inputs.medicalTrees.slice(0, 100) : inputs.medicalTrees;
   const datasets: Dataset[] = [];
   let offset = 0;
