@@ -164,7 +164,7 @@ for (const r of rows) {
   summary[`${key}.epochMinutesOneDedicatedCore`] = r.epochMinutesOneDedicatedCore as number;
 }
 const out = {
-  command: `node --import tsx benchmarks/finetune-speed.ts --backend ${values.backend} --sentences ${trainN} --dev ${devN}`,
+  command: `node --import tsx benchmarks/finetune-speed.ts --backend ${values.backend} --sentences ${trainN} --dev ${devN} --batch-tokens ${values['batch-tokens']} --batch-size ${values['batch-size']}`,
   machine,
   date: new Date().toISOString(),
   summary,
