@@ -75,6 +75,8 @@ export interface FineTuneOptions {
   /** Where the model artifact goes; none written when absent. */
   outDir?: string;
   overwrite?: boolean;
+  /** Weight precision of the artifact (default F32; F16 halves its size). */
+  dtype?: 'F32' | 'F16';
   /** Checkpoint, curve.jsonl and curve.svg. */
   runDir: string;
   resume?: boolean;
@@ -724,7 +726,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
         createdAt: new Date().toISOString(),
       };
       artifact = await writeArtifact(o.outDir, artifactConfig, await model.toWeightMap(), {
-        dtype: 'F32',
+        dtype: o.dtype ?? 'F32',
         overwrite: o.overwrite ?? false,
         extraFiles: { 'training-curve.svg': await readFile(svgFile, 'utf8'), 'dev-metrics.json': JSON.stringify(bestDev, null, 1) + '\n' },
       });

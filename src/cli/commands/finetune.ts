@@ -72,14 +72,16 @@ training:
   --batch-tokens N         padded tokens per batch (default 512)
   --batch-size N           most sentences per batch (default 16)
   --seed N                 seed for the head, data order and dropout (default 1)
-  --max-minutes X          stop after X minutes of training: checkpoint, and an artifact of the best
-                           weights so far
+  --max-minutes X          stop after X minutes of training in this invocation: checkpoint, and an
+                           artifact of the best weights so far
 output:
-  --out DIR                model artifact (default models/<data>, or models/<data>-<ablation>)
+  --out DIR                model artifact (default models/<data>; models/<data>-<ablation>, -nokg or
+                           -adam for the ablations and baselines)
   --name NAME              artifact name (default rmbert-<data>[-<ablation>])
   --run-dir DIR            checkpoints, curve.jsonl, curve.svg (default runs/<name>)
   --resume                 continue the run in --run-dir from its checkpoint (same settings)
   --overwrite              replace an existing artifact at --out
+  --dtype NAME             artifact weights f32 (default) or f16 (half the size)
   --json FILE              write the result (dev metrics per epoch, speed) as JSON
   --no-progress            no progress bar
   -h, --help               this text
@@ -152,6 +154,7 @@ export async function run(argv: string[]): Promise<number> {
       'run-dir': { type: 'string' },
       resume: { type: 'boolean' },
       overwrite: { type: 'boolean' },
+      dtype: { type: 'string' },
       json: { type: 'string' },
       'no-progress': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -210,6 +213,7 @@ export async function run(argv: string[]): Promise<number> {
   const name = values.name ?? `rmbert-${corpusName}${suffix}`;
   const outDir = path.resolve(values.out ?? path.join(REPO_ROOT, 'models', `${corpusName}${suffix}`));
   const runDir = path.resolve(values['run-dir'] ?? path.join(REPO_ROOT, 'runs', name));
+  const dtype = oneOf(values, 'dtype', ['f32', 'f16'] as const, 'f32', problems);
   const deleteFraction = number(values, 'delete-fraction', 0, problems);
   if (deleteFraction > 1) problems.push('--delete-fraction must be in [0, 1]');
   if (problems.length) throw new ConfigError(problems);
@@ -259,6 +263,7 @@ export async function run(argv: string[]): Promise<number> {
     maxMinutes: values['max-minutes'] !== undefined ? number(values, 'max-minutes', 0, problems) : undefined,
     outDir,
     overwrite: values.overwrite ?? false,
+    dtype: dtype === 'f16' ? 'F16' : 'F32',
     runDir,
     resume: values.resume ?? false,
     progress: !values['no-progress'],
