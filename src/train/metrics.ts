@@ -8,7 +8,9 @@
  *   ANOTHER type continues it); an I- tag with no entity open is ignored (neither gold nor
  *   predicted); a prediction is correct when its (start, end) equals a gold entity's. The type is
  *   never compared. K-BERT also counted predicted B- tags on injected knowledge tokens as
- *   predictions; here predictions exist for original tokens only, so that term is always zero.
+ *   predictions; here predictions exist for original tokens only, so that term is always zero. And
+ *   K-BERT cut every input at 256 tokens after injection, losing the gold entities beyond; here
+ *   nothing is cut (long sentences are split into windows), so every gold entity counts.
  *
  * Plus per-type strict P/R/F1 (the paper's table 5) and an error breakdown.
  */
