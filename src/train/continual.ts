@@ -1,0 +1,346 @@
+/**
+ * One continual-learning round of the trainer sidecar: fine-tune the model in service (the
+ * champion) on clinician feedback with RecAdam, and score champion and challenger on the frozen
+ * gold set and the feedback holdout.
+ *
+ * Unlike `fineTune` (which starts from a backbone and gives the task a new classification head),
+ * a round continues from a fine-tuned NER artifact: every weight, the head included, starts at the
+ * champion's value and theta* is the champion's weights, so RecAdam's penalty pulls the whole model
+ * back towards the model that earned its place. Examples, batches, the learning-rate schedule, the
+ * optimizer and evaluation are src/train's own (prepareExamples, epochBatches, warmupLinear, RecAdam,
+ * evaluateModel); only the short step loop is here.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import cliProgress from 'cli-progress';
+import { formatModelVersion } from '../domain/index.ts';
+import { ConfigError, ModelError } from '../errors/index.ts';
+import { CONFIG_FILE, parseArtifactConfig, writeArtifact } from '../model/artifact.ts';
+import { configureKernels } from '../model/bert.ts';
+import type { BertModel } from '../model/bert.ts';
+import type { BertTokenizer } from '../model/tokenizer.ts';
+import type { ArtifactConfig, KnowledgeOptions, ModelArtifact, WeightMap } from '../model/types.ts';
+import type { NerSentence } from './datasets.ts';
+import { buildInputs, createInjector, disposeInputs, evaluateModel, loadNerModel, prepareExamples } from './evaluate.ts';
+import type { InjectorSetup, KnowledgeSetup, PreparedSet } from './evaluate.ts';
+import { epochBatches, warmupLinear } from './finetune.ts';
+import { prf } from './metrics.ts';
+import type { Prf } from './metrics.ts';
+import type { SetScores } from './promotion.ts';
+import { RecAdam } from './recadam.ts';
+import type { AnnealKind } from './recadam.ts';
+
+export interface ContinualOptions {
+  learningRate: number;
+  gamma: number;
+  anneal: AnnealKind;
+  k: number;
+  t0: number;
+  /** Passes over the round's examples, at most. */
+  epochs: number;
+  maxSteps: number;
+  /** Training time limit (evaluation excluded). */
+  maxMinutes: number;
+  batchTokens: number;
+  batchSize: number;
+  seed: number;
+  /** Fraction of the planned steps with linear warm-up (default 0.1). */
+  warmup?: number;
+  /** Decoupled weight decay (default 0.01). */
+  weightDecay?: number;
+  /** Global gradient-norm clip (default 1; 0 = off). */
+  clipNorm?: number;
+  /** Default 0.1. */
+  dropout?: number;
+}
+
+export interface GoldSet {
+  /** For logs and the artifact's record (e.g. the file name). */
+  name: string;
+  sentences: readonly NerSentence[];
+}
+
+export interface ContinualTrainerOptions {
+  tokenizer: BertTokenizer;
+  /** Graph file for knowledge injection (in memory); null: only models trained without knowledge can be continued. */
+  kgFile: string | null;
+  gold: GoldSet;
+  /** Structured events (no document text is ever passed). */
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface RoundInput {
+  championDir: string;
+  train: readonly NerSentence[];
+  holdout: readonly NerSentence[];
+  options: ContinualOptions;
+  signal?: AbortSignal;
+  /** Progress bar on stderr. */
+  progress?: boolean;
+}
+
+export type RoundStatus = 'completed' | 'step-limit' | 'time-limit' | 'interrupted';
+
+export interface RoundResult {
+  status: RoundStatus;
+  champion: { dir: string; version: string; config: ArtifactConfig };
+  steps: number;
+  /** Examples (sentence windows) trained on, counting repeats over epochs. */
+  trainedExamples: number;
+  trainSentences: number;
+  trainSeconds: number;
+  /** Mean training loss over the round's last epoch (or the steps run). */
+  meanLoss: number;
+  /** ||theta - theta*||_1 at the end: how far the challenger moved from the champion. */
+  distanceL1: number;
+  gold: SetScores;
+  holdout: SetScores;
+  /** The challenger's weights; null when the round was interrupted. */
+  challenger: WeightMap | null;
+  /** Knowledge options the challenger was trained with (as the artifact records them). */
+  knowledge: KnowledgeOptions;
+}
+
+const EMPTY: Prf = prf(0, 0, 0);
+
+/** Entity types of a BIO label list, in label order. */
+function typesOf(labels: readonly string[]): string[] {
+  return labels.filter((l) => l.startsWith('B-')).map((l) => l.slice(2));
+}
+
+export class ContinualTrainer {
+  private injectors = new Map<string, Promise<InjectorSetup>>();
+  /** Champion scores on the gold set, by champion version and knowledge setup: the gold set is frozen. */
+  private goldScores = new Map<string, { prf: Prf; sentences: number }>();
+  private goldSets = new Map<string, PreparedSet>();
+  private readonly log: NonNullable<ContinualTrainerOptions['log']>;
+
+  constructor(private readonly o: ContinualTrainerOptions) {
+    this.log = o.log ?? (() => undefined);
+  }
+
+  /** Entity types of an artifact's labels (reads its config only; the round verifies the whole artifact). */
+  static async artifactTypes(dir: string): Promise<string[]> {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(await readFile(path.join(dir, CONFIG_FILE), 'utf8'));
+    } catch (error) {
+      throw new ModelError(`artifact ${dir}: cannot read ${CONFIG_FILE}: ${(error as Error).message}`, { cause: error });
+    }
+    const config = parseArtifactConfig(raw, `artifact ${dir}: ${CONFIG_FILE}`);
+    if (config.labels.length === 0) throw new ModelError(`artifact ${dir} has no token-classification head; the trainer continues a fine-tuned NER model`);
+    return typesOf(config.labels);
+  }
+
+  private injector(setup: KnowledgeSetup): Promise<InjectorSetup> {
+    const key = JSON.stringify(setup);
+    let p = this.injectors.get(key);
+    if (!p) {
+      p = createInjector(this.o.tokenizer, setup);
+      p.catch(() => this.injectors.delete(key));
+      this.injectors.set(key, p);
+    }
+    return p;
+  }
+
+  async runRound(input: RoundInput): Promise<RoundResult> {
+    const { options: o } = input;
+    const loaded = await loadNerModel(input.championDir, this.o.tokenizer);
+    const { artifact, model, labels, types } = loaded;
+    const championVersion = formatModelVersion(artifact.version);
+    let optimizer: RecAdam | null = null;
+    try {
+      if (loaded.knowledge.enabled && !this.o.kgFile) {
+        throw new ConfigError([`the model in service (${championVersion}) was trained with knowledge injection; give the graph file (--kg-file / RMBERT_KG_FILE)`]);
+      }
+      const setup: KnowledgeSetup = { ...loaded.knowledge, ...(loaded.knowledge.enabled ? { kgFile: this.o.kgFile! } : {}) };
+      const { injector, kgVersion } = await this.injector(setup);
+      const trainedOn = artifact.config.knowledge.kgVersion;
+      if (loaded.knowledge.enabled && trainedOn && kgVersion && trainedOn !== kgVersion) {
+        this.log('the graph file differs from the one the model in service was trained with', { championKgVersion: trainedOn.slice(0, 12), kgVersion: kgVersion.slice(0, 12) });
+      }
+      const unknownGold = [...new Set(this.o.gold.sentences.flatMap((s) => s.labels.filter((l) => l !== 'O').map((l) => l.slice(2))))].filter((t) => !types.includes(t));
+      if (unknownGold.length > 0) {
+        throw new ConfigError([`the gold set ${this.o.gold.name} has entity types the model in service does not know: ${unknownGold.join(', ')} (model types: ${types.join(', ')})`]);
+      }
+
+      const setKey = `${JSON.stringify(setup)}|${labels.join(',')}`;
+      let goldSet = this.goldSets.get(setKey);
+      if (!goldSet) {
+        goldSet = await prepareExamples(this.o.gold.sentences, injector, labels);
+        this.goldSets.set(setKey, goldSet);
+      }
+      const trainSet = await prepareExamples(input.train, injector, labels);
+      const holdoutSet = await prepareExamples(input.holdout, injector, labels);
+      if (trainSet.examples.length === 0) throw new ConfigError(['the round has no training examples']);
+      const score = async (set: PreparedSet): Promise<Prf> =>
+        set.sentences.length === 0 ? EMPTY : (await evaluateModel(model, labels, set, types, { padId: this.o.tokenizer.padId })).evaluation.strict;
+
+      // The champion, scored before any step (the model below becomes the challenger in place).
+      const goldKey = `${championVersion}|${setKey}`;
+      let championGold = this.goldScores.get(goldKey);
+      if (!championGold) {
+        championGold = { prf: await score(goldSet), sentences: goldSet.sentences.length };
+        this.goldScores.set(goldKey, championGold);
+      }
+      const championHoldout = await score(holdoutSet);
+
+      const result = await this.train(model, trainSet, labels.length, o, input);
+      optimizer = result.optimizer;
+      const status = result.status;
+      const challengerGold = status === 'interrupted' ? EMPTY : await score(goldSet);
+      const challengerHoldout = status === 'interrupted' ? EMPTY : await score(holdoutSet);
+      return {
+        status,
+        champion: { dir: artifact.dir, version: championVersion, config: artifact.config },
+        steps: optimizer.step,
+        trainedExamples: result.examples,
+        trainSentences: input.train.length,
+        trainSeconds: result.seconds,
+        meanLoss: result.meanLoss,
+        distanceL1: await optimizer.distanceL1(),
+        gold: { champion: championGold.prf, challenger: challengerGold, sentences: championGold.sentences },
+        holdout: { champion: championHoldout, challenger: challengerHoldout, sentences: holdoutSet.sentences.length },
+        challenger: status === 'interrupted' ? null : await model.toWeightMap(),
+        knowledge: { ...artifact.config.knowledge, ...(loaded.knowledge.enabled && kgVersion ? { kgVersion } : {}) },
+      };
+    } finally {
+      optimizer?.dispose();
+      model.dispose();
+    }
+  }
+
+  private async train(
+    model: BertModel,
+    set: PreparedSet,
+    numLabels: number,
+    o: ContinualOptions,
+    input: RoundInput,
+  ): Promise<{ optimizer: RecAdam; status: RoundStatus; examples: number; seconds: number; meanLoss: number }> {
+    // tf.gather's own gradient runs UnsortedSegmentSum, which the pure-JS cpu backend computes one
+    // vocabulary row at a time; the scatter-add gradient avoids it.
+    if (tf.getBackend() === 'cpu') configureKernels({ customGradients: 'on' });
+    model.dropoutRate = o.dropout ?? 0.1;
+    model.dropoutSeed = o.seed;
+    const perEpoch = epochBatches(set, 0, o.seed, o.batchTokens, o.batchSize).length;
+    const planned = Math.max(1, Math.min(o.maxSteps, perEpoch * o.epochs));
+    const schedule = warmupLinear(o.learningRate, Math.round((o.warmup ?? 0.1) * planned), planned);
+    // Every weight is anchored: theta* is the whole champion, its classification head included.
+    const optimizer = new RecAdam(model.variables, {
+      learningRate: schedule,
+      gamma: o.gamma,
+      anneal: { kind: o.anneal, k: o.k, t0: o.t0 },
+      weightDecay: o.weightDecay ?? 0.01,
+      isPretrained: () => true,
+    });
+    const clipNorm = o.clipNorm ?? 1;
+    const variableList = [...model.variables.values()];
+    const L = numLabels;
+    const padId = this.o.tokenizer.padId;
+
+    const step = async (batch: number[]): Promise<number> => {
+      const trees = batch.map((i) => set.examples[i].tree);
+      const { inputs, T } = buildInputs(trees, padId);
+      const B = trees.length;
+      const onehot = new Float32Array(B * T * L);
+      let count = 0;
+      batch.forEach((i, b) => {
+        const ids = set.examples[i].labelIds;
+        for (let h = 0; h < ids.length; h++) {
+          if (ids[h] < 0) continue;
+          onehot[(b * T + h) * L + ids[h]] = 1;
+          count++;
+        }
+      });
+      const target = tf.tensor2d(onehot, [B * T, L]);
+      const { value, grads } = tf.variableGrads(
+        () =>
+          tf.tidy(() => {
+            const logits = tf.reshape(model.tokenLogits(inputs, true), [B * T, L]);
+            return tf.div(tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), target))), Math.max(1, count)) as tf.Scalar;
+          }),
+        variableList,
+      );
+      disposeInputs(inputs);
+      target.dispose();
+      const named = new Map<string, tf.Tensor>();
+      for (const [vname, g] of Object.entries(grads)) named.set(model.hfNameOf.get(vname)!, g);
+      let applied = named;
+      if (clipNorm > 0) {
+        const scale = tf.tidy(() => tf.minimum(1, tf.div(clipNorm, tf.add(tf.sqrt(tf.addN([...named.values()].map((g) => tf.sum(tf.square(g))))), 1e-6))));
+        applied = new Map([...named].map(([n, g]) => [n, tf.mul(g, scale)]));
+        scale.dispose();
+      }
+      optimizer.applyGradients(applied);
+      model.weightsChanged();
+      const loss = (await value.data())[0];
+      for (const g of named.values()) g.dispose();
+      if (applied !== named) for (const g of applied.values()) g.dispose();
+      value.dispose();
+      return loss;
+    };
+
+    const bar = input.progress
+      ? new cliProgress.SingleBar(
+          { stream: process.stderr, format: 'round |{bar}| {value}/{total} steps | loss {loss}', hideCursor: true, noTTYOutput: true, notTTYSchedule: 15_000 },
+          cliProgress.Presets.shades_classic,
+        )
+      : null;
+    bar?.start(planned, 0, { loss: '-' });
+    const started = performance.now();
+    const limitMs = o.maxMinutes * 60_000;
+    let status: RoundStatus = 'completed';
+    let examples = 0;
+    let lossSum = 0;
+    let lossCount = 0;
+    try {
+      outer: for (let epoch = 0; epoch < o.epochs; epoch++) {
+        lossSum = 0;
+        lossCount = 0;
+        for (const batch of epochBatches(set, epoch, o.seed, o.batchTokens, o.batchSize)) {
+          if (input.signal?.aborted) {
+            status = 'interrupted';
+            break outer;
+          }
+          if (optimizer.step >= o.maxSteps) {
+            status = 'step-limit';
+            break outer;
+          }
+          if (performance.now() - started > limitMs) {
+            status = 'time-limit';
+            break outer;
+          }
+          const loss = await step(batch);
+          if (!Number.isFinite(loss)) throw new ModelError(`training diverged at step ${optimizer.step}: loss ${loss} (lower the learning rate or gamma)`);
+          examples += batch.length;
+          lossSum += loss;
+          lossCount++;
+          bar?.update(optimizer.step, { loss: loss.toFixed(4) });
+        }
+      }
+    } catch (error) {
+      optimizer.dispose();
+      throw error;
+    } finally {
+      bar?.stop();
+    }
+    return { optimizer, status, examples, seconds: (performance.now() - started) / 1000, meanLoss: lossCount ? lossSum / lossCount : NaN };
+  }
+
+  /**
+   * Writes a challenger as a new artifact `<modelDir>/<name>`: the champion's config with the new
+   * name, the knowledge options it was trained with and a record of the round.
+   */
+  async writeChallenger(result: RoundResult, modelDir: string, name: string, training: Record<string, unknown>): Promise<ModelArtifact> {
+    if (!result.challenger) throw new ModelError('the round was interrupted; there is no challenger to write');
+    const config: ArtifactConfig = {
+      ...result.champion.config,
+      name,
+      knowledge: result.knowledge,
+      training: { task: 'ner-feedback', parent: result.champion.version, parentTraining: result.champion.config.training ?? null, ...training },
+      createdAt: new Date().toISOString(),
+    };
+    return writeArtifact(path.join(modelDir, name), config, result.challenger, { dtype: 'F32' });
+  }
+}
