@@ -25,6 +25,8 @@ export interface GateDecision {
   reasons: string[];
 }
 
+const FLOAT_TOLERANCE = 1e-12;
+
 const pct = (x: number) => (100 * x).toFixed(2);
 
 /** `margin` 0: at least as good. A positive margin asks for a gain, a negative one tolerates a loss. */
@@ -32,8 +34,8 @@ export function decidePromotion(input: GateInput, margin = 0): GateDecision {
   const reasons: string[] = [];
   let promote = true;
   const check = (name: string, s: SetScores) => {
-    const needed = s.champion.f1 + margin;
-    const ok = s.challenger.f1 >= needed;
+    // Compare the gain with the margin, with a tolerance for float rounding (0.8 + 0.05 > 0.85 in binary).
+    const ok = s.challenger.f1 - s.champion.f1 >= margin - FLOAT_TOLERANCE;
     if (!ok) promote = false;
     reasons.push(
       `${name}: challenger F1 ${pct(s.challenger.f1)} ${ok ? '>=' : '<'} ${margin === 0 ? `champion ${pct(s.champion.f1)}` : `champion ${pct(s.champion.f1)} ${margin > 0 ? '+' : '-'} ${pct(Math.abs(margin))}`} (${s.sentences} sentences)`,

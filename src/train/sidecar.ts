@@ -256,13 +256,18 @@ export class TrainerSidecar<Raw> {
     return { training: this.buffer.trainingCount, heldOut: this.buffer.heldOutCount, rejected: this.buffer.rejectedCount };
   }
 
+  /** Reads the model in service's entity types (to validate feedback against), then starts reading feedback. */
+  async start(): Promise<void> {
+    await this.refreshTypes();
+    await this.deps.source.start((records) => this.deliver(records));
+  }
+
   /**
    * --once: reads the topic up to its end (or for `readTimeoutMs`), runs one round if at least
    * minExamples documents are there, commits, stops reading.
    */
   async runOnce(readTimeoutMs: number, signal?: AbortSignal): Promise<RoundReport> {
-    await this.refreshTypes();
-    await this.deps.source.start((records) => this.deliver(records));
+    await this.start();
     try {
       const complete = await this.deps.source.caughtUp(readTimeoutMs, signal);
       this.deps.source.pause();
@@ -283,8 +288,7 @@ export class TrainerSidecar<Raw> {
 
   /** Continuous mode: rounds whenever the buffer calls for one, until `signal` aborts. */
   async run(signal: AbortSignal, pollMs = 500): Promise<void> {
-    await this.refreshTypes();
-    await this.deps.source.start((records) => this.deliver(records));
+    await this.start();
     this.log.info('trainer started', { minExamples: this.deps.settings.minExamples, maxWaitMinutes: this.deps.settings.maxWaitMinutes });
     try {
       while (!signal.aborted) {
