@@ -48,6 +48,8 @@ export class TorchPeer {
     weightsFile: string | null;
     sentences: readonly InjectedSentence[];
     threads: number;
+    /** OpenMP's idle-thread policy: 'spin' is libgomp's default (OMP_WAIT_POLICY unset). */
+    waitPolicy?: 'spin' | 'passive';
   }): Promise<TorchPeer> {
     fs.mkdirSync(options.workDir, { recursive: true });
     let weightsFile = options.weightsFile;
@@ -77,7 +79,16 @@ export class TorchPeer {
     const child = spawn(
       options.python,
       [path.join(HERE, 'torch_peer.py'), '--weights', weightsFile, '--config', configFile, '--inputs', inputs, '--index', indexFile, '--threads', threads],
-      { env: { ...process.env, OMP_NUM_THREADS: threads, OPENBLAS_NUM_THREADS: threads, MKL_NUM_THREADS: threads }, stdio: ['pipe', 'pipe', 'pipe'] },
+      {
+        env: {
+          ...process.env,
+          OMP_NUM_THREADS: threads,
+          OPENBLAS_NUM_THREADS: threads,
+          MKL_NUM_THREADS: threads,
+          ...(options.waitPolicy === 'passive' ? { OMP_WAIT_POLICY: 'PASSIVE' } : {}),
+        },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
     );
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
