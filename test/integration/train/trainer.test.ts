@@ -1,0 +1,266 @@
+/**
+ * `rmbert train` as a process against the real Kafka, with a tiny random model in service:
+ * Feedback records in; one `--once` round; a ModelUpdate (and a new artifact) iff the gate promotes;
+ * unusable feedback dead-lettered; the feedback offsets committed; no document text in the logs;
+ * SIGTERM in continuous mode exits 0.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Kafka } from 'kafkajs';
+import { manifestSha256 } from '../../../src/cli/stage-wiring.ts';
+import { SHIPPED_GOLD_FILE } from '../../../src/config/trainer.ts';
+import { loadArtifact, writeArtifact } from '../../../src/model/artifact.ts';
+import { selectBackend } from '../../../src/model/backend.ts';
+import { BertModel } from '../../../src/model/bert.ts';
+import { SHIPPED_VOCAB_SHA256 } from '../../../src/model/tokenizer.ts';
+import { codecs, type FeedbackRecord, type ModelUpdateRecord } from '../../../src/stream/codecs.ts';
+import { bioLabels, MEDICAL_TYPES, readKbertTsv } from '../../../src/train/datasets.ts';
+import { spansFromBio } from '../../../src/train/metrics.ts';
+import { KAFKA_BROKERS } from '../../helpers/infra.ts';
+import { uniqueName } from '../../helpers/names.ts';
+import { REPO_ROOT, sharedData } from '../../helpers/paths.ts';
+import { Collector, TestProducer, createTopics, decodeDeadLetter, tempDir, testKafka, testNames, type TestNames } from '../stream/harness.ts';
+
+const BIN = path.join(REPO_ROOT, 'bin/rmbert.js');
+const TINY = { hiddenSize: 16, numLayers: 1, numHeads: 2, intermediateSize: 32, maxPositions: 128, typeVocabSize: 2, layerNormEps: 1e-12 };
+
+let names: TestNames;
+let kafka: Kafka;
+let tmp: { dir: string; remove(): Promise<void> };
+let modelDir: string;
+let goldFile: string;
+let feedback: FeedbackRecord[];
+
+/** Feedback records from the medical train split: gold spans from the BIO tags, offsets in code units. */
+function feedbackFromCorpus(count: number): FeedbackRecord[] {
+  const sentences = readKbertTsv(sharedData('kbert-medical-ner', 'train.tsv')).sentences.slice(100, 100 + count);
+  return sentences.map((s, i) => {
+    const offsets = [0];
+    for (const c of s.chars) offsets.push(offsets[offsets.length - 1] + c.length);
+    return {
+      documentId: `fb-${i}`,
+      text: s.text,
+      entities: spansFromBio(s.labels).map((e) => ({ start: offsets[e.start], end: offsets[e.end], text: s.text.slice(offsets[e.start], offsets[e.end]), type: e.type })),
+      annotator: 'annotator-7',
+      modelVersionSeen: 'rmbert-random+000000000000',
+      createdAt: 1_764_547_200_000 + i,
+    };
+  });
+}
+
+before(async () => {
+  names = testNames('trainer');
+  kafka = testKafka();
+  await createTopics(kafka, names, 2);
+  tmp = await tempDir('rmbert-trainer');
+  modelDir = path.join(tmp.dir, 'models');
+  // The model in service: tiny, random, with knowledge injection on (the graph comes from data/kg).
+  await selectBackend('cpu', () => undefined);
+  const labels = bioLabels(MEDICAL_TYPES);
+  const config = { vocabSize: 21128, ...TINY };
+  const model = BertModel.init(config, { numLabels: labels.length, seed: 4 });
+  await writeArtifact(
+    path.join(modelDir, 'rmbert-random'),
+    { name: 'rmbert-random', model: config, labels, vocabSha256: SHIPPED_VOCAB_SHA256, knowledge: { inject: 'relation+object', maxEntities: 2, maxLength: 96, enabled: true }, createdAt: new Date(0).toISOString() },
+    await model.toWeightMap(),
+    { dtype: 'F32' },
+  );
+  model.dispose();
+  // A small frozen gold set (the shipped one's first 12 sentences) keeps evaluation short.
+  goldFile = path.join(tmp.dir, 'gold.tsv');
+  const lines = (await import('node:fs')).readFileSync(SHIPPED_GOLD_FILE, 'utf8').split('\n');
+  await writeFile(goldFile, lines.slice(0, 13).join('\n') + '\n');
+
+  feedback = feedbackFromCorpus(8);
+  const producer = await TestProducer.connect(kafka);
+  const good = feedback.map((f) => ({ key: f.documentId, value: codecs().feedback.encode(f) }));
+  const badSpan: FeedbackRecord = { ...feedback[0], documentId: 'fb-bad', entities: [{ start: 0, end: feedback[0].text.length + 5, text: 'x', type: 'Symptom' }] };
+  await producer.raw(names.feedback, [
+    ...good,
+    { key: 'fb-bad', value: codecs().feedback.encode(badSpan) },
+    { key: 'fb-garbage', value: Buffer.from('not avro at all') },
+    // A later correction of fb-1: it replaces the first one.
+    { key: 'fb-1', value: codecs().feedback.encode({ ...feedback[1], createdAt: feedback[1].createdAt + 1000 }) },
+  ]);
+  await producer.close();
+});
+
+after(async () => {
+  await tmp?.remove();
+});
+
+function trainEnv(group: string): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '',
+    RMBERT_KAFKA_BROKERS: KAFKA_BROKERS.join(','),
+    RMBERT_INPUT_TOPIC: names.input,
+    RMBERT_OUTPUT_TOPIC: names.output,
+    RMBERT_DLQ_TOPIC: names.deadLetter,
+    RMBERT_FEEDBACK_TOPIC: names.feedback,
+    RMBERT_MODEL_UPDATES_TOPIC: names.modelUpdates,
+    RMBERT_GROUP_ID: group,
+    RMBERT_CREATE_TOPICS: 'false',
+    RMBERT_KAFKA_SESSION_TIMEOUT_MS: '10000',
+    RMBERT_MODEL_DIR: modelDir,
+    RMBERT_KG_FILE: path.join(REPO_ROOT, 'data/kg/Medical.spo'),
+    RMBERT_TRAINER_GOLD_FILE: goldFile,
+    RMBERT_TRAINER_BACKEND: 'cpu',
+    RMBERT_TRAINER_MIN_EXAMPLES: '3',
+    RMBERT_TRAINER_HOLDOUT_PERCENT: '25',
+    RMBERT_TRAINER_MAX_STEPS: '3',
+    RMBERT_TRAINER_BATCH_SIZE: '4',
+    RMBERT_TRAINER_LR: '1e-4',
+    RMBERT_TRAINER_GAMMA: '100',
+    RMBERT_LOG_LEVEL: 'debug',
+  };
+}
+
+function spawnTrain(args: string[], env: Record<string, string>) {
+  const child = spawn(process.execPath, [BIN, 'train', ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const events = () =>
+    stdout
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as Record<string, unknown> & { msg: string; level: string });
+  return { child, exited, out: () => stdout, err: () => stderr, events };
+}
+
+async function endOffsets(topic: string): Promise<Map<number, string>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    return new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, p.high]));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function committed(group: string): Promise<Map<number, string>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const [entry] = await admin.fetchOffsets({ groupId: group, topics: [names.feedback] });
+    return new Map(entry.partitions.map((p) => [p.partition, p.offset]));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+function assertNoText(out: string): void {
+  for (const f of feedback) {
+    for (const e of f.entities.filter((x) => x.text.length >= 3)) assert.ok(!out.includes(e.text), `the logs hold gold entity text`);
+    assert.ok(!out.includes(f.text.slice(0, 12)), 'the logs hold document text');
+  }
+}
+
+test('--once with an impossible gate: the challenger is refused, no ModelUpdate, no artifact; dead letters and offsets committed', { timeout: 180_000 }, async () => {
+  const group = uniqueName('trainer-refuse');
+  const run = spawnTrain(['--once', '--gate-margin', '1'], trainEnv(group));
+  const code = await run.exited;
+  assert.equal(code, 0, `exit ${code}\n${run.err()}\n${run.out().slice(-3000)}`);
+  const events = run.events();
+  const read = events.find((e) => e.msg === 'feedback read')!;
+  // 8 documents (fb-1 twice: the later wins), 2 unusable records.
+  assert.equal(Number(read.training) + Number(read.heldOut), 8);
+  assert.equal(read.rejected, 2);
+  assert.equal(read.superseded, 1);
+  const refused = events.find((e) => e.msg === 'challenger refused');
+  assert.ok(refused, 'no "challenger refused" event');
+  const figures = refused.figures as { gold: { champion: number; challenger: number; sentences: number }; margin: number };
+  assert.equal(figures.margin, 1);
+  assert.equal(figures.gold.sentences, 12);
+  assert.ok(figures.gold.challenger < figures.gold.champion + 1);
+  assert.equal(events.find((e) => e.msg === 'done')?.outcome, 'refused');
+  assertNoText(run.out());
+
+  assert.deepEqual(await readdir(modelDir), ['rmbert-random']);
+  assert.deepEqual([...(await endOffsets(names.modelUpdates)).values()], ['0'], 'a ModelUpdate was published');
+  // Every feedback record is committed for the trainer's group.
+  assert.deepEqual(await committed(group), await endOffsets(names.feedback));
+  const dead = await Collector.start(kafka, names.deadLetter, decodeDeadLetter);
+  try {
+    const items = await dead.waitFor(2, 30_000);
+    assert.equal(items.length, 2);
+    assert.deepEqual(items.map((d) => d.record.errorClass).sort(), ['InvalidFeedbackError', 'SchemaError']);
+    for (const d of items) assert.equal(d.record.sourceTopic, names.feedback);
+    const invalid = items.find((d) => d.record.errorClass === 'InvalidFeedbackError')!;
+    assert.equal(invalid.key, 'fb-bad');
+    assert.equal(invalid.record.stage, 'validate');
+    assert.match(invalid.record.message, /entity 1: span \[0, \d+\) is not inside the text/);
+    assert.deepEqual(codecs().feedback.decode(invalid.record.original).documentId, 'fb-bad');
+  } finally {
+    await dead.close();
+  }
+});
+
+test('--once with a lenient gate: a versioned artifact is written and one ModelUpdate announces it', { timeout: 180_000 }, async () => {
+  const group = uniqueName('trainer-promote');
+  const run = spawnTrain(['--once', '--gate-margin=-1'], trainEnv(group));
+  const code = await run.exited;
+  assert.equal(code, 0, `exit ${code}\n${run.err()}\n${run.out().slice(-3000)}`);
+  const events = run.events();
+  const promoted = events.find((e) => e.msg === 'challenger promoted');
+  assert.ok(promoted, 'no "challenger promoted" event');
+  assert.equal(promoted.version, 'rmbert-random-1.0.1');
+  assertNoText(run.out());
+
+  const location = path.join(modelDir, 'rmbert-random-1.0.1');
+  assert.deepEqual((await readdir(modelDir)).sort(), ['rmbert-random', 'rmbert-random-1.0.1']);
+  const artifact = await loadArtifact(location);
+  assert.equal(artifact.config.training?.task, 'ner-feedback');
+  assert.match(String(artifact.config.training?.parent), /^rmbert-random\+[0-9a-f]{12}$/);
+  assert.equal(artifact.config.knowledge.enabled, true);
+
+  const updates = await Collector.start(kafka, names.modelUpdates, (b): ModelUpdateRecord => codecs().modelUpdate.decode(b));
+  try {
+    const items = await updates.waitFor(1, 30_000);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(updates.items.length, 1);
+    const u = items[0];
+    assert.equal(u.key, 'rmbert-random-1.0.1');
+    assert.equal(u.record.version, 'rmbert-random-1.0.1');
+    assert.equal(u.record.artifactLocation, location);
+    assert.equal(u.record.sha256, await manifestSha256(location));
+    assert.ok(Date.now() - u.record.createdAt < 180_000);
+    assert.equal(u.record.metrics.goldSentences, 12);
+    for (const k of ['f1', 'goldF1', 'goldF1Champion', 'holdoutF1', 'holdoutF1Champion']) {
+      assert.ok(u.record.metrics[k] >= 0 && u.record.metrics[k] <= 1, `${k} = ${u.record.metrics[k]}`);
+    }
+  } finally {
+    await updates.close();
+  }
+  assert.deepEqual(await committed(group), await endOffsets(names.feedback));
+});
+
+test('continuous mode: SIGTERM stops the trainer and exits 0; a bad configuration exits 2', { timeout: 120_000 }, async () => {
+  const group = uniqueName('trainer-sigterm');
+  const run = spawnTrain(['--min-examples', '1000', '--max-wait-minutes', '0'], trainEnv(group));
+  const startedBy = Date.now() + 90_000;
+  while (!run.events().some((e) => e.msg === 'trainer started') && Date.now() < startedBy) await new Promise((r) => setTimeout(r, 200));
+  assert.ok(run.events().some((e) => e.msg === 'trainer started'), run.err());
+  // Wait until the records are read (so the stop has buffered, uncommitted feedback to leave behind).
+  const readBy = Date.now() + 60_000;
+  while (run.events().filter((e) => e.msg === 'feedback buffered' || e.msg === 'feedback rejected').length < 11 && Date.now() < readBy) await new Promise((r) => setTimeout(r, 200));
+  run.child.kill('SIGTERM');
+  assert.equal(await run.exited, 0, run.err());
+  const stopped = run.events().find((e) => e.msg === 'trainer stopped');
+  assert.ok(stopped);
+  assert.equal(stopped.read, 11);
+  assert.equal(stopped.rounds, 0);
+  // Nothing was used by a round, so nothing is committed: the next trainer reads it all again.
+  assert.deepEqual([...(await committed(group)).values()], ['-1', '-1']);
+
+  const bad = spawnTrain([], { ...trainEnv('rmbert-stage'), RMBERT_TRAINER_HOLDOUT_PERCENT: '99' });
+  assert.equal(await bad.exited, 2);
+  assert.match(bad.err(), /the stage's consumer group/);
+  assert.match(bad.err(), /trainer.holdoutPercent \(RMBERT_TRAINER_HOLDOUT_PERCENT\): 99 is outside 0..50/);
+});
