@@ -208,6 +208,8 @@ async function main(): Promise<void> {
     offset += sentences.length;
   }
   const notes: string[] = [];
+  /** Runners that failed, with where; they are not used again. */
+  const failed = new Map<string, string>();
 
   // Engines.
   const onnx = await OnnxEngine.load(model.artifact, { threads, spinThreads, maxBatchSize: 32, maxBatchTokens: 1 << 30, logger: log });
@@ -285,7 +287,7 @@ async function main(): Promise<void> {
   const measurePeaks = async () => {
     peaks.onnxruntime.push(await onnxMatMulPeakGflops({ threads }));
     if (peer) peaks.pytorch.push(await peer.matmulGflops());
-    if (tfjs) peaks.tfjs.push(await tfjsMatMulGflops());
+    if (tfjs && !failed.has(tfjs.name)) peaks.tfjs.push(await tfjsMatMulGflops());
   };
   await measurePeaks();
   log(`matmul peaks (GFLOP/s): ${JSON.stringify(peaks)}`);
@@ -298,13 +300,22 @@ async function main(): Promise<void> {
       for (const batch of BATCHES) {
         const order = r % 2 === 0 ? runners : [...runners].reverse();
         for (const runner of order) {
-          if (runner.runtime === 'tfjs' && r > 0) continue;
+          if ((runner.runtime === 'tfjs' && r > 0) || failed.has(runner.key)) continue;
           // Batch 1 on the medical set runs a fixed subset (the same for every engine): a call per sentence.
           const cap = runner.runtime === 'tfjs' ? tfjsSubset[dataset.name] : batch === 1 && dataset.name === 'medical-test' ? batch1Sentences : Infinity;
           const count = Math.min(cap, dataset.sentences.length);
           const lengths = dataset.sentences.slice(0, count).map((s) => s.tokenIds.length);
           const plan = planBatches(lengths, { maxBatchSize: batch, maxBatchTokens: 1 << 30 });
-          const timing = await runner.run(dataset, plan.map((p) => p.indices));
+          let timing: { batchMs: number[]; totalMs: number };
+          try {
+            timing = await runner.run(dataset, plan.map((p) => p.indices));
+          } catch (error) {
+            // A runtime that fails on a shape is a finding, not the end of the run; it is not used again.
+            failed.set(runner.key, `${dataset.name} batch ${batch}: ${(error as Error).message.split('\n')[0].slice(0, 200)}`);
+            notes.push(`${runner.key} failed on ${failed.get(runner.key)}; its later segments were skipped`);
+            log(notes[notes.length - 1]);
+            continue;
+          }
           const flops = plan.reduce((a, p) => a + forwardFlops(config, L, p.indices.length, p.seqLen), 0);
           segments.push({
             engine: runner.key,
@@ -328,6 +339,7 @@ async function main(): Promise<void> {
   const s50 = datasets[3];
   const reps = args.quick ? 20 : 300;
   for (const runner of runners) {
+    if (failed.has(runner.key)) continue;
     const n = runner.runtime === 'tfjs' ? Math.min(reps, 50) : reps;
     const timing = await runner.run(s50, Array.from({ length: n }, () => [0]));
     latency[runner.key] = { p50Ms: round(median(timing.batchMs), 3), p99Ms: round(quantile(timing.batchMs, 0.99), 3), tokens: s50.sentences[0].tokenIds.length };
@@ -344,7 +356,7 @@ async function main(): Promise<void> {
   // maxRssMb: the probe process's peak (inputs and model loading included); engineRssMb: what loading the
   // engine and running the medical set at batch 32 added to the process's RSS.
   const rss: Record<string, { maxRssMb: number | null; engineRssMb: number | null }> = {};
-  for (const kind of ['onnx', 'onnx-int8', ...(tfjs ? ['tfjs'] : [])]) {
+  for (const kind of ['onnx', 'onnx-int8', ...(tfjs && !failed.has(tfjs.name) ? ['tfjs'] : [])]) {
     const probeArgs = ['--import', 'tsx', path.join(ROOT, 'benchmarks/engines.ts'), '--rss-probe', kind, '--threads', String(threads), '--wait-policy', waitPolicy, ...(args.quick ? ['--quick'] : [])];
     const r = spawnSync(process.execPath, probeArgs, { encoding: 'utf8', cwd: ROOT });
     try {
@@ -509,7 +521,7 @@ async function main(): Promise<void> {
 
   await onnx.dispose();
   await onnxInt8.dispose();
-  await tfjs?.dispose();
+  if (tfjs && !failed.has(tfjs.name)) await tfjs.dispose();
   await peer?.close();
 }
 
