@@ -46,7 +46,9 @@ When --min-examples documents are buffered (or the oldest has waited --max-wait-
      artifact <model-dir>/<name>-<major>.<minor>.<patch+1> and publish a ModelUpdate (version, location,
      manifest sha256, metrics) on the model-updates topic; otherwise log the figures and discard it.
 The dead letters, the ModelUpdate and the feedback offsets are committed in one Kafka transaction after
-the round: a crash or a stop before that loses nothing (the records are read again).
+the round: a crash or a stop before that loses nothing (the records are read again). Held-out
+documents of committed rounds are kept in memory (up to --holdout-max) and scored in later rounds;
+after a restart the holdout is rebuilt from the feedback read from then on.
 
 The graph for knowledge injection is read from --kg-file into memory (Neo4j is not used; --no-kg: only
 a model trained without knowledge can be continued). The model directory must be a directory of

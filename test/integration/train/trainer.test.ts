@@ -6,23 +6,25 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Kafka } from 'kafkajs';
 import { manifestSha256 } from '../../../src/cli/stage-wiring.ts';
+import { buildConfig } from '../../../src/config/index.ts';
 import { SHIPPED_GOLD_FILE } from '../../../src/config/trainer.ts';
 import { loadArtifact, writeArtifact } from '../../../src/model/artifact.ts';
 import { selectBackend } from '../../../src/model/backend.ts';
 import { BertModel } from '../../../src/model/bert.ts';
 import { SHIPPED_VOCAB_SHA256 } from '../../../src/model/tokenizer.ts';
 import { codecs, type FeedbackRecord, type ModelUpdateRecord } from '../../../src/stream/codecs.ts';
+import { FeedbackConsumer, TrainerCommitter, type ReceivedFeedback } from '../../../src/stream/trainer-io.ts';
 import { bioLabels, MEDICAL_TYPES, readKbertTsv } from '../../../src/train/datasets.ts';
 import { spansFromBio } from '../../../src/train/metrics.ts';
 import { KAFKA_BROKERS } from '../../helpers/infra.ts';
 import { uniqueName } from '../../helpers/names.ts';
 import { REPO_ROOT, sharedData } from '../../helpers/paths.ts';
-import { Collector, TestProducer, createTopics, decodeDeadLetter, tempDir, testKafka, testNames, type TestNames } from '../stream/harness.ts';
+import { Collector, TestProducer, capturingLogger, createTopics, decodeDeadLetter, tempDir, testKafka, testNames, type TestNames } from '../stream/harness.ts';
 
 const BIN = path.join(REPO_ROOT, 'bin/rmbert.js');
 const TINY = { hiddenSize: 16, numLayers: 1, numHeads: 2, intermediateSize: 32, maxPositions: 128, typeVocabSize: 2, layerNormEps: 1e-12 };
@@ -71,7 +73,7 @@ before(async () => {
   model.dispose();
   // A small frozen gold set (the shipped one's first 12 sentences) keeps evaluation short.
   goldFile = path.join(tmp.dir, 'gold.tsv');
-  const lines = (await import('node:fs')).readFileSync(SHIPPED_GOLD_FILE, 'utf8').split('\n');
+  const lines = (await readFile(SHIPPED_GOLD_FILE, 'utf8')).split('\n');
   await writeFile(goldFile, lines.slice(0, 13).join('\n') + '\n');
 
   feedback = feedbackFromCorpus(8);
@@ -144,11 +146,11 @@ async function endOffsets(topic: string): Promise<Map<number, string>> {
   }
 }
 
-async function committed(group: string): Promise<Map<number, string>> {
+async function committed(group: string, topic = names.feedback): Promise<Map<number, string>> {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const [entry] = await admin.fetchOffsets({ groupId: group, topics: [names.feedback] });
+    const [entry] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
     return new Map(entry.partitions.map((p) => [p.partition, p.offset]));
   } finally {
     await admin.disconnect();
@@ -241,9 +243,12 @@ test('--once with a lenient gate: a versioned artifact is written and one ModelU
   assert.deepEqual(await committed(group), await endOffsets(names.feedback));
 });
 
-test('continuous mode: SIGTERM stops the trainer and exits 0; a bad configuration exits 2', { timeout: 120_000 }, async () => {
+test('continuous mode: SIGTERM stops the trainer and exits 0; a bad configuration exits 2', { timeout: 120_000 }, async (t) => {
   const group = uniqueName('trainer-sigterm');
   const run = spawnTrain(['--min-examples', '1000', '--max-wait-minutes', '0'], trainEnv(group));
+  t.after(() => {
+    if (run.child.exitCode === null) run.child.kill('SIGKILL');
+  });
   const startedBy = Date.now() + 90_000;
   while (!run.events().some((e) => e.msg === 'trainer started') && Date.now() < startedBy) await new Promise((r) => setTimeout(r, 200));
   assert.ok(run.events().some((e) => e.msg === 'trainer started'), run.err());
@@ -263,4 +268,79 @@ test('continuous mode: SIGTERM stops the trainer and exits 0; a bad configuratio
   assert.equal(await bad.exited, 2);
   assert.match(bad.err(), /the stage's consumer group/);
   assert.match(bad.err(), /trainer.holdoutPercent \(RMBERT_TRAINER_HOLDOUT_PERCENT\): 99 is outside 0..50/);
+});
+
+test('trainer I/O: transactional feedback is read to its end (aborted records and markers skipped); a retried commit does not publish twice', { timeout: 120_000 }, async () => {
+  const io = testNames('trainer-io');
+  await createTopics(kafka, io, 2);
+  const group = uniqueName('trainer-io');
+  const config = buildConfig({
+    env: {},
+    overrides: {
+      'kafka.brokers': KAFKA_BROKERS,
+      'topics.input': io.input,
+      'topics.output': io.output,
+      'topics.deadLetter': io.deadLetter,
+      'topics.feedback': io.feedback,
+      'topics.modelUpdates': io.modelUpdates,
+      groupId: group,
+      embedded: true,
+      'knowledge.kgFile': path.join(REPO_ROOT, 'data/kg/Medical.spo'),
+    },
+  });
+  const producer = kafka.producer({ transactionalId: uniqueName('feedback-tx'), idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  const committedTx = await producer.transaction();
+  await committedTx.send({ topic: io.feedback, messages: feedback.slice(0, 3).map((f) => ({ key: f.documentId, value: codecs().feedback.encode(f) })) });
+  await committedTx.commit();
+  const abortedTx = await producer.transaction();
+  await abortedTx.send({ topic: io.feedback, messages: [{ key: 'fb-aborted', value: codecs().feedback.encode({ ...feedback[3], documentId: 'fb-aborted' }) }] });
+  await abortedTx.abort();
+  await producer.disconnect();
+
+  const lines: string[] = [];
+  const logger = capturingLogger(lines);
+  const delivered: ReceivedFeedback[] = [];
+  const consumer = new FeedbackConsumer(kafka, config, logger);
+  try {
+    await consumer.start((records) => delivered.push(...records));
+    assert.equal(await consumer.caughtUp(60_000), true);
+  } finally {
+    await consumer.stop();
+  }
+  assert.deepEqual(delivered.map((d) => d.document?.documentId).sort(), ['fb-0', 'fb-1', 'fb-2']);
+
+  const positions = new Map<number, bigint>();
+  for (const d of delivered) positions.set(d.position.partition, BigInt(d.position.offset) + 1n);
+  const committer = new TrainerCommitter(kafka, config, logger);
+  const rejection = { position: delivered[0].position, errorClass: 'InvalidFeedbackError', message: 'entity 1: unknown type "Organ"', stage: 'validate', raw: delivered[0].raw };
+  try {
+    await committer.commit({ rejections: [rejection], update: null, positions });
+    // A retry after a commit whose reply was lost: the offsets show it went through, so nothing is sent again.
+    await committer.commit({ rejections: [rejection], update: null, positions }, { retry: true });
+  } finally {
+    await committer.close();
+  }
+  const got = await committed(group, io.feedback);
+  for (const [p, next] of positions) assert.equal(got.get(p), next.toString());
+  const dead = await Collector.start(kafka, io.deadLetter, decodeDeadLetter);
+  try {
+    await dead.waitFor(1, 30_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(dead.items.length, 1);
+    assert.equal(dead.items[0].record.sourceTopic, io.feedback);
+  } finally {
+    await dead.close();
+  }
+
+  // The same group again: only markers and aborted records are left after the committed offsets; it is at the end.
+  const again: ReceivedFeedback[] = [];
+  const second = new FeedbackConsumer(kafka, config, logger);
+  try {
+    await second.start((records) => again.push(...records));
+    assert.equal(await second.caughtUp(60_000), true);
+  } finally {
+    await second.stop();
+  }
+  assert.deepEqual(again, []);
 });
