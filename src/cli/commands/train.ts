@@ -67,7 +67,10 @@ modes:
 trainer options:
 ${trainerConfigHelp()}
 
-stage options (connection, topics, model directory, graph file; shared with rmbert serve):
+stage options (shared with rmbert serve). The trainer uses the Kafka connection, the feedback,
+model-updates and dead-letter topics, --group-id, --create-topics, --model-dir, --kg-file, --no-kg,
+--max-text-chars, --log-level and --instance-id; the others (Neo4j, --embedded, micro-batches, engine,
+metrics server, input and output topics) are validated but have no effect here:
 ${configHelp()}
   -h, --help
       this text
