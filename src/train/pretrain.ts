@@ -445,6 +445,26 @@ export async function pretrain(
   };
 }
 
+/**
+ * The MLM head was trained over the ids the corpus contains only (an exact softmax over every target it
+ * could meet); the others kept their initial bias of 0, which would give them too much probability when
+ * the head is used over the whole vocabulary. Sets their cls.predictions.bias well below every learned one.
+ * Returns the bias given to them. The encoder is unaffected.
+ */
+export function suppressUnseenTokens(weights: WeightMap, vocabUsed: Int32Array): number {
+  const bias = weights.get('cls.predictions.bias');
+  if (!bias) return NaN;
+  const seen = new Uint8Array(bias.data.length);
+  for (const id of vocabUsed) seen[id] = 1;
+  let min = Infinity;
+  for (let i = 0; i < bias.data.length; i++) if (seen[i]) min = Math.min(min, bias.data[i]);
+  const low = Math.floor(min) - 10;
+  const data = new Float32Array(bias.data);
+  for (let i = 0; i < data.length; i++) if (!seen[i]) data[i] = low;
+  weights.set('cls.predictions.bias', { shape: bias.shape, data });
+  return low;
+}
+
 /** A small standalone SVG line plot of the loss curve (step on x, loss on y). */
 export function lossCurveSvg(curve: { step: number; loss: number }[], title: string): string {
   const W = 640;

@@ -12,7 +12,7 @@ import { selectBackend, type BackendChoice } from '../../model/backend.ts';
 import { BertTokenizer } from '../../model/tokenizer.ts';
 import type { ArtifactConfig, BertConfig, WeightMap } from '../../model/types.ts';
 import { buildPretrainCorpus } from '../../train/corpus.ts';
-import { DEFAULT_PRETRAIN_OPTIONS, lossCurveSvg, pretrain } from '../../train/pretrain.ts';
+import { DEFAULT_PRETRAIN_OPTIONS, lossCurveSvg, pretrain, suppressUnseenTokens } from '../../train/pretrain.ts';
 import { readSafetensors, toWeightMap } from '../../model/safetensors.ts';
 
 export const summary = 'pretrain the BERT backbone by masked-LM on the general-domain Chinese corpus';
@@ -187,6 +187,7 @@ export async function run(argv: string[]): Promise<number> {
   log(`pretraining stopped (${result.stoppedBy}) after ${result.steps} steps, ${result.tokensSeen} tokens, ${(result.trainSeconds / 60).toFixed(1)} min; final MLM loss ${result.finalLoss.toFixed(4)}`);
 
   const weights = await result.model.toWeightMap();
+  const unseenTokenBias = suppressUnseenTokens(weights, corpus.vocabUsed);
   const artifactConfig: ArtifactConfig = {
     name,
     model: config,
@@ -214,6 +215,7 @@ export async function run(argv: string[]): Promise<number> {
       warmupSteps: options.warmupSteps,
       weightDecay: options.weightDecay,
       seed: options.seed,
+      mlmHead: `trained over the ${corpus.vocabUsed.length} token ids of the corpus; the others get bias ${unseenTokenBias}`,
     },
     createdAt: new Date().toISOString(),
   };

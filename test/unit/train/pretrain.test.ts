@@ -17,6 +17,7 @@ import {
   maskBatch,
   pretrain,
   SequenceOrder,
+  suppressUnseenTokens,
   type PretrainOptions,
 } from '../../../src/train/pretrain.ts';
 
@@ -211,5 +212,14 @@ describe('pretrain loop', () => {
     for (let i = 0; i < after.get(name)!.data.length; i++) diff = Math.max(diff, Math.abs(after.get(name)!.data[i] - weights.get(name)!.data[i]));
     assert.ok(diff > 0 && diff < 0.05, `one step from the given weights moved them by ${diff}`);
     b.model.dispose();
+  });
+});
+
+describe('suppressUnseenTokens', () => {
+  it('puts ids the corpus never had far below every learned MLM bias, leaving the others', () => {
+    const weights = new Map([['cls.predictions.bias', { shape: [5], data: Float32Array.from([0.5, -2.2, 0, 1, 0]) }]]);
+    const low = suppressUnseenTokens(weights, Int32Array.from([0, 1, 3]));
+    assert.equal(low, -13);
+    assert.deepEqual([...weights.get('cls.predictions.bias')!.data].map((v) => +v.toFixed(2)), [0.5, -2.2, -13, 1, -13]);
   });
 });
