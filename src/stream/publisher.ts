@@ -36,6 +36,7 @@ export function isFenced(error: unknown): boolean {
 export class TransactionalPublisher {
   private readonly producers = new Map<number, Promise<Producer>>();
   private admin: Admin | null = null;
+  private closed = false;
 
   constructor(
     private readonly kafka: Kafka,
@@ -48,6 +49,8 @@ export class TransactionalPublisher {
   }
 
   private producerFor(topic: string, partition: number): Promise<Producer> {
+    // After close, nothing may open a new connection (a hard stop leaves work in flight that would).
+    if (this.closed) return Promise.reject(new TransportError('the publisher is closed', undefined, false));
     let p = this.producers.get(partition);
     if (!p) {
       const producer = this.kafka.producer({
@@ -88,12 +91,28 @@ export class TransactionalPublisher {
    * offset says whether the content is already in: if so nothing is sent again.
    */
   async commit(content: TransactionContent, options: { skipIfCommitted?: boolean } = {}): Promise<'committed' | 'already-committed'> {
+    let used: Producer | null = null;
+    try {
+      return await this.commitWith(content, options, (p) => (used = p));
+    } finally {
+      // A commit still running when the publisher was closed (a hard stop) may have reconnected its
+      // producer after close() disconnected it: disconnect again once it is over.
+      if (this.closed && used) await (used as Producer).disconnect().catch(() => undefined);
+    }
+  }
+
+  private async commitWith(
+    content: TransactionContent,
+    options: { skipIfCommitted?: boolean },
+    onProducer: (p: Producer) => void,
+  ): Promise<'committed' | 'already-committed'> {
     const { inputTopic, partition } = content;
     let producer: Producer;
     try {
       producer = await this.producerFor(inputTopic, partition);
+      onProducer(producer);
     } catch (error) {
-      throw new TransportError(`cannot connect the transactional producer: ${safeErrorMessage(error)}`, error);
+      throw error instanceof TransportError ? error : new TransportError(`cannot connect the transactional producer: ${safeErrorMessage(error)}`, error);
     }
     let transaction: Awaited<ReturnType<Producer['transaction']>> | null = null;
     try {
@@ -139,9 +158,14 @@ export class TransactionalPublisher {
   /** The offset committed for the stage's group on an input partition, or null when none. */
   async committedOffset(topic: string, partition: number): Promise<bigint | null> {
     try {
+      if (this.closed) throw new TransportError('the publisher is closed', undefined, false);
       if (!this.admin) {
         const admin = this.kafka.admin({ retry: { retries: 2 } });
         await admin.connect();
+        if (this.closed) {
+          await admin.disconnect();
+          throw new TransportError('the publisher is closed', undefined, false);
+        }
         this.admin = admin;
       }
       const [entry] = await this.admin.fetchOffsets({ groupId: this.config.groupId, topics: [topic] });
@@ -149,11 +173,12 @@ export class TransactionalPublisher {
       if (!p || p.offset === '-1') return null;
       return BigInt(p.offset);
     } catch (error) {
-      throw new TransportError(`cannot read committed offsets: ${safeErrorMessage(error)}`, error);
+      throw error instanceof TransportError ? error : new TransportError(`cannot read committed offsets: ${safeErrorMessage(error)}`, error);
     }
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const all = [...this.producers.values()];
     this.producers.clear();
     for (const p of all) {

@@ -67,6 +67,21 @@ interface Chunk {
   bytes: number;
 }
 
+interface PreparedBatch {
+  topic: string;
+  partition: number;
+  chunk: Chunk;
+  /** Records per output topic (annotations and dead letters). */
+  messages: Map<string, Message[]>;
+  nextOffset: bigint;
+  outputs: number;
+  /** Error class of each dead letter. */
+  dead: string[];
+  started: number;
+  decodeMs: number;
+  result: BatchResult;
+}
+
 /** Cuts a fetched batch into micro-batches of at most maxRecords records and maxBytes bytes (at least one record each). */
 export function cutMicroBatches(messages: readonly KafkaMessage[], maxRecords: number, maxBytes: number): Chunk[] {
   const chunks: Chunk[] = [];
@@ -219,16 +234,30 @@ class Stage implements StageHandle {
     this.log.info('stage started', { input: config.topics.input, output: config.topics.output, groupId: config.groupId });
   }
 
+  /**
+   * Micro-batches of one fetched batch, pipelined: while micro-batch k's transaction commits (broker
+   * round trips, little CPU), micro-batch k+1 is already being processed. Commits stay in order and one
+   * at a time (one transaction per producer), and an offset is resolved only after its commit.
+   */
   private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const { topic, partition } = batch;
     this.metrics.consumerLag(topic, partition, Number(batch.offsetLagLow()));
-    for (const chunk of cutMicroBatches(batch.messages, this.config.batch.maxRecords, this.config.batch.maxBytes)) {
-      if (!isRunning() || isStale()) break;
-      await this.microBatch(topic, partition, chunk);
-      resolveOffset(chunk.messages[chunk.messages.length - 1].offset);
-      const last = BigInt(chunk.messages[chunk.messages.length - 1].offset);
-      this.metrics.consumerLag(topic, partition, Number(BigInt(batch.highWatermark) - last - 1n));
-      await heartbeat();
+    let committing: Promise<void> | null = null;
+    try {
+      for (const chunk of cutMicroBatches(batch.messages, this.config.batch.maxRecords, this.config.batch.maxBytes)) {
+        if (!isRunning() || isStale()) break;
+        const prepared = await this.prepare(topic, partition, chunk);
+        if (committing) await committing;
+        const last = chunk.messages[chunk.messages.length - 1].offset;
+        committing = this.commit(prepared).then(() => {
+          resolveOffset(last);
+          this.metrics.consumerLag(topic, partition, Number(BigInt(batch.highWatermark) - BigInt(last) - 1n));
+        });
+        await heartbeat();
+      }
+    } finally {
+      // The last commit finishes before the batch is handed back (also when stopping).
+      if (committing) await committing;
     }
   }
 
@@ -244,7 +273,8 @@ class Stage implements StageHandle {
     };
   }
 
-  private async microBatch(topic: string, partition: number, chunk: Chunk): Promise<void> {
+  /** Decodes, runs the pipeline and encodes the records of one micro-batch (the CPU part). */
+  private async prepare(topic: string, partition: number, chunk: Chunk): Promise<PreparedBatch> {
     const started = performance.now();
     const codec = codecs();
     const dead: { record: DeadLetterRecord; key: Buffer | null }[] = [];
@@ -305,6 +335,12 @@ class Stage implements StageHandle {
       [this.config.topics.output, outputs],
       [this.config.topics.deadLetter, dead.map((d) => ({ key: d.key, value: codec.deadLetter.encode(d.record) }))],
     ]);
+    return { topic, partition, chunk, messages, nextOffset, outputs: outputs.length, dead: dead.map((d) => d.record.errorClass), started, decodeMs, result };
+  }
+
+  /** Publishes a prepared micro-batch with its offsets in one transaction, retrying until it is in (or the stage is stopped hard). */
+  private async commit(p: PreparedBatch): Promise<void> {
+    const { topic, partition, chunk, messages, nextOffset, started, decodeMs, result } = p;
     const tp = performance.now();
     await withRetry(async (attempt) => {
       try {
@@ -326,19 +362,19 @@ class Stage implements StageHandle {
       const ts = Number(m.timestamp);
       if (Number.isFinite(ts) && ts > 0) this.metrics.endToEndSeconds(Math.max(0, committedAt - ts) / 1000);
     }
-    const deadCount = dead.length;
+    const deadCount = p.dead.length;
     this.stats.recordsIn += chunk.messages.length;
-    this.stats.recordsOut += outputs.length;
+    this.stats.recordsOut += p.outputs;
     this.stats.deadLettered += deadCount;
     this.stats.microBatches++;
     this.metrics.recordsIn(chunk.messages.length);
-    this.metrics.recordsOut(outputs.length);
-    for (const d of dead) this.metrics.deadLettered(d.record.errorClass);
+    this.metrics.recordsOut(p.outputs);
+    for (const errorClass of p.dead) this.metrics.deadLettered(errorClass);
     this.metrics.microBatch(chunk.messages.length, chunk.bytes, (performance.now() - started) / 1000);
     this.log.debug('micro-batch committed', {
       partition,
       records: chunk.messages.length,
-      published: outputs.length,
+      published: p.outputs,
       deadLettered: deadCount,
       modelVersion: result.modelVersion,
       ms: Math.round(performance.now() - started),

@@ -1,0 +1,392 @@
+/**
+ * The streaming stage through the real broker: records/s and end-to-end latency (input record
+ * produced -> its EntityAnnotations visible to a read_committed consumer) at several input rates and
+ * micro-batch limits, with the per-stage breakdown, against the raw engine's throughput on exactly the
+ * same model inputs (the windows the stage itself builds). Target: stage >= 80% of raw engine
+ * sentences/s.
+ *
+ *   node --import tsx benchmarks/stream.ts [--quick]
+ *
+ * Needs the local servers (bash scripts/infra.sh up). Model: models/medical when it exists, else the
+ * engines benchmark's stand-in (models/backbone with a random head, or random weights of the backbone's
+ * size); written to a temporary artifact so the stage loads it the way it loads any model. Engine: ONNX
+ * Runtime, 2 threads. Runs are interleaved (raw engine, stage, raw engine, ...) and each stage run is
+ * compared with the mean of the raw runs around it, because this machine's speed drifts.
+ * Writes benchmarks/results/stream.json and stream.md.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { buildConfig, type StageConfig } from '../src/config/index.ts';
+import { createModelLoader, GraphKnowledge, manifestSha256 } from '../src/cli/stage-wiring.ts';
+import type { Document, InjectedSentence } from '../src/domain/index.ts';
+import { kgVersionOf, loadSpoFile, Neo4jKnowledgeGraph, readSpoFile } from '../src/knowledge/index.ts';
+import { PromStageMetrics } from '../src/metrics/index.ts';
+import { writeArtifact } from '../src/model/artifact.ts';
+import { SHIPPED_VOCAB_SHA256 } from '../src/model/tokenizer.ts';
+import { KnowledgeGate } from '../src/pipeline/knowledge-gate.ts';
+import { SILENT_LOGGER, createJsonLogger } from '../src/pipeline/logging.ts';
+import { NO_STAGE_METRICS, STAGE_NAMES, type ModelRuntime } from '../src/pipeline/ports.ts';
+import { BatchProcessor } from '../src/pipeline/processor.ts';
+import { StreamClient } from '../src/stream/client.ts';
+import { startStage } from '../src/stream/stage.ts';
+import { KG_FILE, MEDICAL_TEST, ROOT, loadAverage, loadBenchModel, machineDescription } from './engines-common.ts';
+
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const QUICK = args.quick;
+const COMMAND = `node --import tsx benchmarks/stream.ts${QUICK ? ' --quick' : ''}`;
+const BROKERS = ['127.0.0.1:19092'];
+const NEO4J = { uri: 'bolt://127.0.0.1:17687', user: 'neo4j', password: 'rmbert-local' };
+const log = (line: string) => process.stderr.write(`stream-bench: ${line}\n`);
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+async function medicalSentences(): Promise<string[]> {
+  const lines = (await readFile(MEDICAL_TEST, 'utf8')).split('\n').slice(1);
+  return lines.filter((l) => l.includes('\t')).map((l) => l.split('\t')[0].split(' ').join(''));
+}
+
+/** The graph in Neo4j's default graph, loaded from data/kg/Medical.spo unless that version is there already. */
+async function ensureGraph(): Promise<string> {
+  const graph = new Neo4jKnowledgeGraph(NEO4J);
+  try {
+    await graph.init();
+    const triples = [];
+    for await (const chunk of readSpoFile(KG_FILE)) triples.push(...chunk.triples);
+    const version = kgVersionOf(triples);
+    if ((await graph.stamp())?.version !== version) await loadSpoFile(KG_FILE, graph, { replace: true });
+    return version;
+  } finally {
+    await graph.close();
+  }
+}
+
+function stageConfigFor(run: string, modelDir: string, maxRecords: number): StageConfig {
+  return buildConfig({
+    env: {},
+    overrides: {
+      'kafka.brokers': BROKERS,
+      'topics.input': `${run}.documents`,
+      'topics.output': `${run}.entities`,
+      'topics.deadLetter': `${run}.dlq`,
+      'topics.feedback': `${run}.feedback`,
+      'topics.modelUpdates': `${run}.model-updates`,
+      groupId: `${run}.stage`,
+      transactionalIdPrefix: run,
+      topicPartitions: 1,
+      'neo4j.uri': NEO4J.uri,
+      'neo4j.user': NEO4J.user,
+      'neo4j.password': NEO4J.password,
+      'knowledge.versionPollMs': 0,
+      'batch.maxRecords': maxRecords,
+      'batch.maxWaitMs': 20,
+      'model.dir': modelDir,
+      'model.engine': 'onnx',
+      'model.pollIntervalMs': 0,
+      'metrics.port': 0,
+      instanceId: run,
+    },
+  });
+}
+
+interface RawRun {
+  sentencesPerS: number;
+  seconds: number;
+}
+
+/** The engine alone on the stage's own model inputs, all at once (it batches by length itself). */
+async function rawEngine(model: ModelRuntime, windows: InjectedSentence[], minSeconds: number): Promise<RawRun> {
+  let done = 0;
+  const t0 = performance.now();
+  while ((performance.now() - t0) / 1000 < minSeconds || done === 0) {
+    await model.classify(windows);
+    done += windows.length;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { sentencesPerS: done / seconds, seconds };
+}
+
+interface StageRun {
+  name: string;
+  mode: 'max' | 'rate';
+  targetRecordsPerS: number | null;
+  maxRecords: number;
+  records: number;
+  sentences: number;
+  seconds: number;
+  recordsPerS: number;
+  sentencesPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  microBatches: number;
+  meanMicroBatchRecords: number;
+  /** Mean wall time per micro-batch of each stage, ms. */
+  stageMs: Record<string, number>;
+  rawSentencesPerS?: number;
+  stageOverEngine?: number;
+}
+
+async function stageRun(options: {
+  name: string;
+  docs: Document[];
+  windowsPerDoc: Map<string, number>;
+  modelDir: string;
+  knowledge: GraphKnowledge;
+  maxRecords: number;
+  recordsPerS: number | null;
+}): Promise<StageRun> {
+  const run = `bench-stream-${Date.now().toString(36)}-${Math.random().toString(16).slice(2, 8)}`;
+  const config = stageConfigFor(run, options.modelDir, options.maxRecords);
+  const client = new StreamClient(config, SILENT_LOGGER);
+  const metrics = new PromStageMetrics({ processMetrics: false });
+  await client.createTopics(1);
+  const stage = await startStage(config, {
+    logger: createJsonLogger({ level: 'error', sink: (l) => process.stderr.write(`${l}\n`) }),
+    metrics,
+    knowledge: options.knowledge,
+    modelLoader: createModelLoader({ engine: 'onnx', logger: SILENT_LOGGER }),
+  });
+  const received = new Map<string, number>();
+  await client.readAnnotations((r) => received.set(r.record.documentId, r.receivedAt));
+  try {
+    // Warm-up: the group has joined, the producer pool and the first transaction exist.
+    const warm = options.docs.slice(0, 16).map((d, i) => ({ ...d, id: `warm-${i}` }));
+    await client.produceDocuments(warm);
+    while (warm.some((d) => !received.has(d.id))) await new Promise((r) => setTimeout(r, 10));
+    const before = stage.counters();
+    const stageBefore = await stageSums(metrics);
+
+    const sentAt = new Map<string, number>();
+    const docs = options.docs;
+    const started = Date.now();
+    if (options.recordsPerS === null) {
+      for (let i = 0; i < docs.length; i += 500) {
+        const chunk = docs.slice(i, i + 500);
+        const now = Date.now();
+        for (const d of chunk) sentAt.set(d.id, now);
+        await client.produceDocuments(chunk);
+      }
+    } else {
+      // Paced: every 10 ms, send what the target rate owes since the start.
+      let next = 0;
+      while (next < docs.length) {
+        const due = Math.min(docs.length, Math.floor(((Date.now() - started) / 1000) * options.recordsPerS) + 1);
+        if (due > next) {
+          const chunk = docs.slice(next, due);
+          const now = Date.now();
+          for (const d of chunk) sentAt.set(d.id, now);
+          await client.produceDocuments(chunk);
+          next = due;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+    const deadline = Date.now() + 600_000;
+    while (docs.some((d) => !received.has(d.id)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const lastAt = Math.max(...docs.map((d) => received.get(d.id) ?? Infinity));
+    const seconds = (lastAt - started) / 1000;
+    const latencies = docs.map((d) => received.get(d.id)! - sentAt.get(d.id)!).sort((a, b) => a - b);
+    const after = stage.counters();
+    const stageAfter = await stageSums(metrics);
+    const microBatches = after.microBatches - before.microBatches;
+    const sentences = docs.reduce((n, d) => n + (options.windowsPerDoc.get(d.id) ?? 0), 0);
+    const stageMs: Record<string, number> = {};
+    for (const s of STAGE_NAMES) stageMs[s] = round(((stageAfter[s] ?? 0) - (stageBefore[s] ?? 0)) * 1000 / Math.max(1, microBatches), 2);
+    return {
+      name: options.name,
+      mode: options.recordsPerS === null ? 'max' : 'rate',
+      targetRecordsPerS: options.recordsPerS === null ? null : round(options.recordsPerS),
+      maxRecords: options.maxRecords,
+      records: docs.length,
+      sentences,
+      seconds: round(seconds, 2),
+      recordsPerS: round(docs.length / seconds),
+      sentencesPerS: round(sentences / seconds),
+      p50Ms: round(percentile(latencies, 50)),
+      p99Ms: round(percentile(latencies, 99)),
+      microBatches,
+      meanMicroBatchRecords: round(docs.length / Math.max(1, microBatches)),
+      stageMs,
+    };
+  } finally {
+    await stage.stop(30_000);
+    await client.stopReading();
+    await client.deleteTopics().catch(() => undefined);
+    await client.close();
+  }
+}
+
+async function stageSums(metrics: PromStageMetrics): Promise<Record<string, number>> {
+  const json = await metrics.registry.getMetricsAsJSON();
+  const metric = json.find((m) => m.name === 'rmbert_stage_seconds');
+  const out: Record<string, number> = {};
+  for (const v of (metric?.values ?? []) as { metricName?: string; labels: Record<string, string | number>; value: number }[]) {
+    if (v.metricName === 'rmbert_stage_seconds_sum') out[String(v.labels.stage)] = v.value;
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const loadStart = loadAverage();
+  const scratch = await mkdtemp(path.join(os.tmpdir(), 'rmbert-stream-bench-'));
+  try {
+    const bench = await loadBenchModel();
+    const modelDir = path.join(scratch, 'model');
+    await writeArtifact(modelDir, { ...bench.artifact.config, vocabSha256: SHIPPED_VOCAB_SHA256 }, bench.artifact.weights, { dtype: 'F32' });
+    log(`model: ${bench.source}`);
+    const kgVersion = await ensureGraph();
+    const knowledge = new GraphKnowledge(new Neo4jKnowledgeGraph(NEO4J), { cacheSize: 100_000, logger: SILENT_LOGGER });
+    if (!(await knowledge.open())) throw new Error('Neo4j is not reachable: run bash scripts/infra.sh up');
+
+    // The stage's own model inputs for every test sentence: run the pipeline once, keep what reaches the engine.
+    const loader = createModelLoader({ engine: 'onnx', logger: SILENT_LOGGER });
+    const model = await loader.load({ location: modelDir, sha256: await manifestSha256(modelDir), reason: 'startup' });
+    const texts = await medicalSentences();
+    const copies = QUICK ? 1 : 2;
+    const docs: Document[] = [];
+    for (let c = 0; c < copies; c++) texts.forEach((text, i) => docs.push({ id: `d${c}-${i}`, sourceSystem: 'bench', patientRef: `p${i}`, text, language: 'zh', createdAt: 0, section: null }));
+    const windowsPerDoc = new Map<string, number>();
+    const windows: InjectedSentence[] = [];
+    const capturing: ModelRuntime = {
+      ...model,
+      version: model.version,
+      engine: model.engine,
+      usesKnowledge: model.usesKnowledge,
+      tokenize: (t) => model.tokenize(t),
+      inject: (s, tokens, m, triples) => {
+        const r = model.inject(s, tokens, m, triples);
+        windowsPerDoc.set(s.docId, (windowsPerDoc.get(s.docId) ?? 0) + r.windows.length);
+        windows.push(...r.windows);
+        return r;
+      },
+      classify: (w) => model.classify(w),
+      decode: (s, l) => model.decode(s, l),
+      dispose: () => model.dispose(),
+    };
+    const gate = new KnowledgeGate(knowledge, { retryInitialMs: 500, retryMaxMs: 5000, logger: SILENT_LOGGER, metrics: NO_STAGE_METRICS });
+    await new BatchProcessor({ knowledge: gate, limits: { maxTextChars: 100_000 }, metrics: NO_STAGE_METRICS, logger: SILENT_LOGGER }).process(docs.slice(0, texts.length), capturing);
+    for (let c = 1; c < copies; c++) texts.forEach((_, i) => windowsPerDoc.set(`d${c}-${i}`, windowsPerDoc.get(`d0-${i}`) ?? 0));
+    const meanTokens = windows.reduce((n, w) => n + w.tokenIds.length, 0) / windows.length;
+    log(`${docs.length} records, ${windows.length / 1} windows per pass over the ${texts.length} test sentences, ${round(meanTokens)} tokens each on average`);
+
+    const rawSeconds = QUICK ? 3 : 6;
+    const raws: RawRun[] = [];
+    const raw = async () => {
+      const r = await rawEngine(model, windows, rawSeconds);
+      raws.push(r);
+      log(`raw engine: ${round(r.sentencesPerS)} sentences/s`);
+      return r;
+    };
+    const runs: StageRun[] = [];
+    const withRaw = async (run: () => Promise<StageRun>) => {
+      const a = await raw();
+      const s = await run();
+      const b = await raw();
+      s.rawSentencesPerS = round((a.sentencesPerS + b.sentencesPerS) / 2);
+      s.stageOverEngine = round(s.sentencesPerS / s.rawSentencesPerS, 3);
+      runs.push(s);
+      log(`${s.name}: ${s.recordsPerS} records/s, ${s.sentencesPerS} sentences/s (${round(s.stageOverEngine * 100)}% of raw), p50 ${s.p50Ms} ms, p99 ${s.p99Ms} ms, ${s.meanMicroBatchRecords} records/micro-batch`);
+    };
+
+    // Saturation at several micro-batch limits.
+    for (const maxRecords of QUICK ? [16, 128] : [8, 32, 128, 512]) {
+      await withRaw(() => stageRun({ name: `max rate, batch <= ${maxRecords}`, docs, windowsPerDoc, modelDir, knowledge, maxRecords, recordsPerS: null }));
+    }
+    // Paced input at fractions of the raw engine's capacity (converted to records/s).
+    const windowsPerRecord = windows.length / texts.length;
+    const capacity = raws.reduce((n, r) => n + r.sentencesPerS, 0) / raws.length / windowsPerRecord;
+    for (const fraction of QUICK ? [0.5] : [0.25, 0.5, 0.75]) {
+      const rate = capacity * fraction;
+      const count = Math.max(50, Math.min(docs.length, Math.round(rate * (QUICK ? 8 : 15))));
+      await withRaw(() =>
+        stageRun({ name: `${Math.round(fraction * 100)}% of engine capacity (${round(rate)} records/s), batch <= 32`, docs: docs.slice(0, count), windowsPerDoc, modelDir, knowledge, maxRecords: 32, recordsPerS: rate }),
+      );
+    }
+    await gate.close();
+    await model.dispose();
+    await knowledge.close();
+
+    const best = runs.filter((r) => r.mode === 'max').sort((a, b) => (b.stageOverEngine ?? 0) - (a.stageOverEngine ?? 0))[0];
+    const half = runs.find((r) => r.mode === 'rate' && r.name.startsWith('50%'))!;
+    const loadEnd = loadAverage();
+    const result = {
+      command: COMMAND,
+      machine: `2 cores: ${machineDescription()}; Kafka and Neo4j on the same machine`,
+      date: new Date().toISOString(),
+      summary: {
+        machine: '2 cores',
+        recordsPerSecond: best.recordsPerS,
+        sentencesPerSecond: best.sentencesPerS,
+        rawEngineSentencesPerSecond: best.rawSentencesPerS,
+        stageOverEngine: best.stageOverEngine,
+        stageOverEngineTarget: 0.8,
+        bestBatchLimit: best.maxRecords,
+        p50Ms: half.p50Ms,
+        p99Ms: half.p99Ms,
+        latencyAt: half.name,
+        loadAverage1m: { start: loadStart[0], end: loadEnd[0] },
+      },
+      details: {
+        model: bench.source,
+        fineTuned: bench.fineTuned,
+        engine: 'onnxruntime-cpu, 2 threads',
+        knowledge: `Neo4j (default graph, data/kg/Medical.spo, version ${kgVersion.slice(0, 12)}), LRU cache`,
+        records: 'sentences of the CCKS 2017 medical test split (K-BERT), one record each',
+        windowsPerRecord: round(windowsPerRecord, 3),
+        meanTokensPerWindow: round(meanTokens),
+        latency: 'input record produced -> its EntityAnnotations received by a read_committed consumer',
+        recordsPerSecond: 'records / (last output received - first input produced), warm stage',
+        stageOverEngine: 'stage sentences/s over raw engine sentences/s on the same windows, raw measured just before and after each stage run',
+        runs,
+        rawEngineRuns: raws.map((r) => round(r.sentencesPerS)),
+      },
+    };
+    const outDir = path.join(ROOT, 'benchmarks/results');
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(path.join(outDir, 'stream.json'), `${JSON.stringify(result, null, 2)}\n`);
+    const loaded = Math.max(loadStart[0], loadEnd[0]) > 2.5;
+    const md = [
+      '# Streaming stage through the broker',
+      '',
+      `Command: \`${COMMAND}\` — ${result.date}`,
+      `Machine: ${result.machine}; load average (1 min) ${loadStart[0]} at start, ${loadEnd[0]} at end${loaded ? ' — **the machine was loaded by other work during this run**' : ''}.`,
+      `Model: ${bench.source}. Engine: ONNX Runtime (CPU, 2 threads). Knowledge: ${result.details.knowledge}.`,
+      `Records: the ${texts.length} sentences of the medical test split (${copies > 1 ? `${copies} copies, ` : ''}one record each); ${round(windowsPerRecord, 3)} model inputs per record, ${round(meanTokens)} tokens each on average.`,
+      '',
+      `**Summary (2 cores):** ${best.recordsPerS} records/s (${best.sentencesPerS} sentences/s) at saturation with micro-batches of <= ${best.maxRecords}, ` +
+        `${round((best.stageOverEngine ?? 0) * 100)}% of the raw engine's ${best.rawSentencesPerS} sentences/s on the same inputs (target >= 80%); ` +
+        `end-to-end p50 ${half.p50Ms} ms, p99 ${half.p99Ms} ms at ${half.name}.`,
+      '',
+      '| run | records/s | sentences/s | raw engine sentences/s | stage / engine | p50 ms | p99 ms | records per micro-batch |',
+      '|---|---|---|---|---|---|---|---|',
+      ...runs.map((r) => `| ${r.name} | ${r.recordsPerS} | ${r.sentencesPerS} | ${r.rawSentencesPerS} | ${round((r.stageOverEngine ?? 0) * 100)}% | ${r.p50Ms} | ${r.p99Ms} | ${r.meanMicroBatchRecords} |`),
+      '',
+      'Mean wall time per micro-batch by stage (ms):',
+      '',
+      `| run | ${STAGE_NAMES.join(' | ')} |`,
+      `|---|${STAGE_NAMES.map(() => '---').join('|')}|`,
+      ...runs.map((r) => `| ${r.name} | ${STAGE_NAMES.map((s) => r.stageMs[s]).join(' | ')} |`),
+      '',
+      'Latency is measured from producing an input record to receiving its EntityAnnotations with a read_committed consumer, so it includes the micro-batch wait, the transaction commit and the consumer fetch. At max rate every record is produced at once, so its latency is mostly queueing.',
+      '',
+    ].join('\n');
+    writeFileSync(path.join(outDir, 'stream.md'), md);
+    log(`wrote benchmarks/results/stream.json and stream.md`);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
