@@ -507,6 +507,7 @@ export function summarize(name: ExperimentName, results: RunResult[], s: Experim
     const md = ['# Ablations (paper fig. 6)', '', bl, '', 'Test micro F1 in %, mean over seeds; -RECALL is K-BERT (knowledge, plain Adam); -KG keeps RecAdam but injects nothing.', ''];
     for (const corpus of ['medical', 'msra'] as const) {
       const { summary } = summarizeMethods(results, corpus);
+      if (summary.kbert) summary.kbert = { ...summary.kbert, label: '-RECALL (K-BERT)' };
       per[corpus] = summary;
       md.push(`## ${corpus}`, '', ...methodsTable(summary), '');
     }
