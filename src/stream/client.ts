@@ -92,7 +92,7 @@ export class StreamClient {
   }
 
   private async read<T>(topic: string, decode: (b: Buffer) => T, onRecord: (r: ReceivedRecord<T>) => void): Promise<void> {
-    const consumer = this.kafka.consumer({ groupId: `${this.config.groupId}.reader.${topic}.${Date.now().toString(36)}`, readUncommitted: false, maxWaitTimeInMs: 50 });
+    const consumer = this.kafka.consumer({ groupId: `${this.config.groupId}.reader.${topic}.${Date.now().toString(36)}`, readUncommitted: false, maxWaitTimeInMs: 500 });
     this.consumers.push(consumer);
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning: true });
