@@ -100,13 +100,15 @@ function randomModel(config: BertConfig, numLabels: number, seed: number): Weigh
 
 export const MEDICAL_LABELS = bioLabels(MEDICAL_TYPES);
 
+const STAND_IN_KNOWLEDGE = { inject: 'relation+object', maxEntities: 2, maxLength: 256, enabled: true } as const;
+
 function standInConfig(name: string, model: BertConfig, labels: string[]): ArtifactConfig {
   return {
     name,
     model,
     labels,
     vocabSha256: '',
-    knowledge: { inject: 'relation+object', maxEntities: 2, maxLength: 256, enabled: true },
+    knowledge: { ...STAND_IN_KNOWLEDGE },
     createdAt: new Date().toISOString(),
   };
 }
@@ -123,8 +125,11 @@ export async function loadBenchModel(): Promise<BenchModel> {
     const artifact = await loadArtifact(backbone);
     const weights: WeightMap = new Map(artifact.weights);
     randomHead(weights, artifact.config.model.hiddenSize, MEDICAL_LABELS.length, mulberry32(17));
+    // A backbone is pretrained without knowledge; the stand-in head is measured on injected input, as the
+    // fine-tuned medical model would be (relation + object, <= 2 per name).
+    const knowledge = { ...STAND_IN_KNOWLEDGE };
     return {
-      artifact: { ...artifact, weights, config: { ...artifact.config, labels: MEDICAL_LABELS } },
+      artifact: { ...artifact, weights, config: { ...artifact.config, labels: MEDICAL_LABELS, knowledge } },
       source: `models/backbone (${artifact.config.name}) with a random classification head (no fine-tuned model yet)`,
       fineTuned: false,
       weightsFile: null,
