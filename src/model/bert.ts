@@ -8,11 +8,15 @@
  * transposed, [in, out], because that is the layout a plain x @ W matmul wants (HF stores [out, in]);
  * `toWeightMap()` exports HF layout again. Embedding tables, LayerNorm parameters and biases keep HF layout.
  *
- * Speed on tfjs-wasm (the CPU training backend here): batched matMul and transposed matMul are an order of
- * magnitude slower than a plain 2-D matMul, so attention loops over (example, head) with 2-D matmuls on
- * explicitly transposed keys, and — on wasm — gradients go through two custom-gradient ops: a matMul whose
- * backward pass transposes explicitly, and an embedding lookup whose backward pass is a scatter-add
- * (wasm has no UnsortedSegmentSum, which tf.gather's gradient needs).
+ * Speed on tfjs-wasm (the CPU training backend here), measured: a transposed matMul is far slower than a
+ * plain one, so keys are transposed explicitly and — on wasm — gradients go through custom-gradient ops
+ * whose backward passes transpose explicitly, and an embedding lookup whose backward pass is a
+ * scatter-add (wasm has no UnsortedSegmentSum, which tf.gather's gradient needs). Batched matMul runs at
+ * ~1.5 GFLOP/s against ~20 for a 2-D one, but splitting into per-(example, head) 2-D blocks is worse
+ * for batches: wasm's slice/unstack copy the whole input tensor for every piece, so the cost grows with
+ * the square of the batch. Attention therefore loops over heads for a single sentence and uses one
+ * batched matMul otherwise. wasm's gather is slow per element (~70 ns), so inference sums the three
+ * embeddings in JavaScript from cached copies of the tables.
  */
 import * as tf from '@tensorflow/tfjs-core';
 // Gradients are registered separately from the ops in tfjs-core; training needs them.
@@ -55,9 +59,12 @@ export interface BertLoadOptions {
  */
 export interface KernelOptions {
   customGradients: 'auto' | 'on' | 'off';
-  attention: 'loop' | 'batched';
+  /** 'auto': per-head 2-D loop for one sentence, one batched matMul for more. */
+  attention: 'auto' | 'loop' | 'batched';
+  /** 'auto': sum embeddings in JavaScript for inference on wasm and cpu; 'gather': always tf.gather. */
+  inferenceEmbeddings: 'auto' | 'js' | 'gather';
 }
-const kernelOptions: KernelOptions = { customGradients: 'auto', attention: 'loop' };
+const kernelOptions: KernelOptions = { customGradients: 'auto', attention: 'auto', inferenceEmbeddings: 'auto' };
 export function configureKernels(opts: Partial<KernelOptions>): void {
   Object.assign(kernelOptions, opts);
 }
@@ -101,6 +108,28 @@ export function gatherRowsScatterGrad(table: tf.Tensor2D, ids: tf.Tensor1D): tf.
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
   return f(table) as tf.Tensor2D;
+}
+
+/** Batched a @ b ([n, p, q] x [n, q, r]) whose gradient uses explicit transposes. */
+export function batchMatMulExplicitGrad(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  const f = tf.customGrad(((x: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([x, y]);
+    return {
+      value: tf.matMul(x as tf.Tensor3D, y as tf.Tensor3D),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sx, sy] = saved as tf.Tensor3D[];
+        return [
+          tf.matMul(dy as tf.Tensor3D, tf.transpose(sy, [0, 2, 1])),
+          tf.matMul(tf.transpose(sx, [0, 2, 1]), dy as tf.Tensor3D),
+        ];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(a, b) as tf.Tensor3D;
+}
+
+function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D, training: boolean): tf.Tensor3D {
+  return training && useCustomGradients() ? batchMatMulExplicitGrad(a, b) : tf.matMul(a, b);
 }
 
 function matMul(x: tf.Tensor2D, w: tf.Tensor2D, training: boolean): tf.Tensor2D {
@@ -201,6 +230,7 @@ export class BertModel {
   /** Seed of the dropout masks; advances with every mask so a resumed run can continue the sequence. */
   dropoutSeed: number;
   private inferenceCache: Map<string, tf.Tensor> | null = null;
+  private embeddingTables: { word: Float32Array; position: Float32Array; type: Float32Array } | null = null;
   private disposed = false;
 
   private constructor(config: BertConfig, numLabels: number, variables: Map<string, tf.Variable>, dropout: number, seed: number) {
@@ -273,6 +303,7 @@ export class BertModel {
   weightsChanged(): void {
     if (this.inferenceCache) for (const t of this.inferenceCache.values()) t.dispose();
     this.inferenceCache = null;
+    this.embeddingTables = null;
   }
 
   /**
@@ -315,7 +346,11 @@ export class BertModel {
     return tf.tidy(() => {
       const N = B * T;
       const flat = (t: tf.Tensor2D) => tf.reshape(t, [N]) as tf.Tensor1D;
-      let x = tf.add(
+      const jsEmbeddings =
+        !training &&
+        (kernelOptions.inferenceEmbeddings === 'js' ||
+          (kernelOptions.inferenceEmbeddings === 'auto' && (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu')));
+      let x = jsEmbeddings ? this.embedInJs(inputs, N) : tf.add(
         tf.add(
           gatherRows(this.v('bert.embeddings.word_embeddings.weight') as tf.Tensor2D, flat(inputs.tokenIds), training),
           gatherRows(this.v('bert.embeddings.position_embeddings.weight') as tf.Tensor2D, flat(inputs.softPositions), training),
@@ -328,6 +363,38 @@ export class BertModel {
       for (let i = 0; i < this.config.numLayers; i++) x = this.layer(i, x, B, T, mask4, training);
       return tf.reshape(x, [B, T, H]) as tf.Tensor3D;
     });
+  }
+
+  /** word + position + segment embeddings [N, hidden], summed in JavaScript from cached table copies. */
+  private embedInJs(inputs: BertInputs, N: number): tf.Tensor2D {
+    const H = this.config.hiddenSize;
+    if (!this.embeddingTables) {
+      this.embeddingTables = {
+        word: this.v('bert.embeddings.word_embeddings.weight').dataSync() as Float32Array,
+        position: this.v('bert.embeddings.position_embeddings.weight').dataSync() as Float32Array,
+        type: this.v('bert.embeddings.token_type_embeddings.weight').dataSync() as Float32Array,
+      };
+    }
+    const { word, position, type } = this.embeddingTables;
+    const ids = inputs.tokenIds.dataSync();
+    const pos = inputs.softPositions.dataSync();
+    const seg = inputs.segmentIds.dataSync();
+    const { vocabSize, maxPositions, typeVocabSize } = this.config;
+    const out = new Float32Array(N * H);
+    for (let n = 0; n < N; n++) {
+      const w = ids[n];
+      const p = pos[n];
+      const s = seg[n];
+      if (w < 0 || w >= vocabSize || p < 0 || p >= maxPositions || s < 0 || s >= typeVocabSize) {
+        throw new ModelError(`input ${n}: token id ${w}, position ${p} or segment ${s} is out of range`);
+      }
+      const o = n * H;
+      const wo = w * H;
+      const po = p * H;
+      const so = s * H;
+      for (let h = 0; h < H; h++) out[o + h] = word[wo + h] + position[po + h] + type[so + h];
+    }
+    return tf.tensor2d(out, [N, H]);
   }
 
   private layer(i: number, x: tf.Tensor2D, B: number, T: number, mask4: tf.Tensor, training: boolean): tf.Tensor2D {
@@ -348,10 +415,11 @@ export class BertModel {
     // Keys transposed explicitly to [d, T] per head: no transposed matmul anywhere.
     const kt = tf.reshape(tf.transpose(tf.reshape(k, [B, T, nh, d]), [0, 2, 3, 1]), [B * nh, d, T]) as tf.Tensor3D;
     let context: tf.Tensor3D;
-    if (kernelOptions.attention === 'batched') {
-      const scores = tf.add(tf.reshape(tf.matMul(qh, kt), [B, nh, T, T]), mask4);
+    const batched = kernelOptions.attention === 'batched' || (kernelOptions.attention === 'auto' && B > 1);
+    if (batched) {
+      const scores = tf.add(tf.reshape(batchMatMul(qh, kt, training), [B, nh, T, T]), mask4);
       const probs = this.dropout(tf.softmax(scores), training);
-      context = tf.matMul(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, vh);
+      context = batchMatMul(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, vh, training);
     } else {
       const qs = tf.unstack(qh) as tf.Tensor2D[];
       const ks = tf.unstack(kt) as tf.Tensor2D[];

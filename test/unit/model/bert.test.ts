@@ -170,6 +170,24 @@ describe('BertModel forward pass', () => {
     model.dispose();
   });
 
+  it('embeddings summed in JavaScript (inference on wasm/cpu) equal tf.gather, and both attention forms agree', () => {
+    const model = BertModel.fromWeights(config, randomWeights(16), NUM_LABELS);
+    const inputs = toInputs([treeSentence([1, 5, 9, 11, 20, 21, 3, 2]), treeSentence([4, 4, 7, 8, 9, 10, 11, 12])], 8);
+    try {
+      configureKernels({ inferenceEmbeddings: 'js', attention: 'loop' });
+      const js = model.tokenLogits(inputs).dataSync();
+      configureKernels({ inferenceEmbeddings: 'gather', attention: 'batched' });
+      const gathered = model.tokenLogits(inputs).dataSync();
+      assert.ok(maxAbsDiff(js, gathered) < 1e-5);
+      configureKernels({ inferenceEmbeddings: 'js' });
+      const bad = toInputs([treeSentence([1, 5, 9, 11, 20, 21, 3, 40])], 8);
+      assert.throws(() => model.encode(bad), /token id 40/);
+    } finally {
+      configureKernels({ inferenceEmbeddings: 'auto', attention: 'auto' });
+      model.dispose();
+    }
+  });
+
   it('dropout changes training outputs, seeded: the same seed gives the same masks', () => {
     const a = BertModel.fromWeights(config, randomWeights(11), NUM_LABELS, { dropout: 0.3, seed: 5 });
     const b = BertModel.fromWeights(config, randomWeights(11), NUM_LABELS, { dropout: 0.3, seed: 5 });
@@ -291,7 +309,7 @@ describe('training workarounds', () => {
       assert.ok(wordGrad[39].every((v) => v === 0));
       assert.ok(wordGrad[20].some((v) => v !== 0));
     } finally {
-      configureKernels({ customGradients: 'auto', attention: 'loop' });
+      configureKernels({ customGradients: 'auto', attention: 'auto' });
       model.dispose();
     }
   });
