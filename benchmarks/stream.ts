@@ -38,6 +38,8 @@ const { values: args } = parseArgs({ options: { quick: { type: 'boolean', defaul
 const QUICK = args.quick;
 const COMMAND = `node --import tsx benchmarks/stream.ts${QUICK ? ' --quick' : ''}`;
 const BROKERS = ['127.0.0.1:19092'];
+/** The stage's default micro-batch cap (paced runs use the defaults). */
+const DEFAULT_MAX_RECORDS = buildConfig({ env: {}, overrides: { embedded: true, 'knowledge.enabled': false } }).batch.maxRecords;
 const NEO4J = { uri: 'bolt://127.0.0.1:17687', user: 'neo4j', password: 'rmbert-local' };
 const log = (line: string) => process.stderr.write(`stream-bench: ${line}\n`);
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
@@ -85,7 +87,6 @@ function stageConfigFor(run: string, modelDir: string, maxRecords: number): Stag
       'neo4j.password': NEO4J.password,
       'knowledge.versionPollMs': 0,
       'batch.maxRecords': maxRecords,
-      'batch.maxWaitMs': 20,
       'model.dir': modelDir,
       'model.engine': 'onnx',
       'model.pollIntervalMs': 0,
@@ -295,7 +296,7 @@ async function main(): Promise<void> {
     };
 
     // Saturation at several micro-batch limits.
-    for (const maxRecords of QUICK ? [16, 128] : [8, 32, 128, 512]) {
+    for (const maxRecords of QUICK ? [16, 256] : [8, 64, 256, 512]) {
       await withRaw(() => stageRun({ name: `max rate, batch <= ${maxRecords}`, docs, windowsPerDoc, modelDir, knowledge, maxRecords, recordsPerS: null }));
     }
     // Paced input at fractions of the raw engine's capacity (converted to records/s).
@@ -305,7 +306,7 @@ async function main(): Promise<void> {
       const rate = capacity * fraction;
       const count = Math.max(50, Math.min(docs.length, Math.round(rate * (QUICK ? 8 : 15))));
       await withRaw(() =>
-        stageRun({ name: `${Math.round(fraction * 100)}% of engine capacity (${round(rate)} records/s), batch <= 32`, docs: docs.slice(0, count), windowsPerDoc, modelDir, knowledge, maxRecords: 32, recordsPerS: rate }),
+        stageRun({ name: `${Math.round(fraction * 100)}% of engine capacity (${round(rate)} records/s), batch <= ${DEFAULT_MAX_RECORDS}`, docs: docs.slice(0, count), windowsPerDoc, modelDir, knowledge, maxRecords: DEFAULT_MAX_RECORDS, recordsPerS: rate }),
       );
     }
     await gate.close();

@@ -139,7 +139,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'knowledge.kgFile', env: 'RMBERT_KG_FILE', flag: 'kg-file', kind: 'string', default: 'data/kg/Medical.spo', doc: 'graph file (subject TAB relation TAB object) for embedded mode' },
   { key: 'knowledge.graphName', env: 'RMBERT_KG_GRAPH', flag: 'kg-graph', kind: 'string', default: 'default', doc: 'name of the graph inside Neo4j (as loaded by rmbert kg load --graph)' },
   { key: 'knowledge.versionPollMs', env: 'RMBERT_KG_VERSION_POLL_MS', flag: 'kg-version-poll-ms', kind: 'int', default: '60000', min: 0, max: 86_400_000, doc: 'how often the graph version is checked (a reload is picked up without restart); 0 = never' },
-  { key: 'batch.maxRecords', env: 'RMBERT_BATCH_MAX_RECORDS', flag: 'batch-max-records', kind: 'int', default: '64', min: 1, max: 100_000, doc: 'records per micro-batch, at most' },
+  { key: 'batch.maxRecords', env: 'RMBERT_BATCH_MAX_RECORDS', flag: 'batch-max-records', kind: 'int', default: '256', min: 1, max: 100_000, doc: 'records per micro-batch, at most' },
   { key: 'batch.maxBytes', env: 'RMBERT_BATCH_MAX_BYTES', flag: 'batch-max-bytes', kind: 'int', default: '1048576', min: 1024, max: 256 * 1024 * 1024, doc: 'record bytes per micro-batch, at most' },
   { key: 'batch.maxWaitMs', env: 'RMBERT_BATCH_MAX_WAIT_MS', flag: 'batch-max-wait-ms', kind: 'int', default: '50', min: 0, max: 60_000, doc: 'longest wait for a micro-batch to fill' },
   { key: 'maxTextChars', env: 'RMBERT_MAX_TEXT_CHARS', flag: 'max-text-chars', kind: 'int', default: '100000', min: 1, max: 10_000_000, doc: 'longest document text accepted; longer ones are dead-lettered' },
