@@ -118,6 +118,9 @@ class Stage implements StageHandle {
   private stopping: Promise<{ clean: boolean }> | null = null;
   /** Aborted only when a stop overruns its deadline: cuts retry loops short. */
   private readonly hardStop = new AbortController();
+  private get heartbeatIntervalMs(): number {
+    return Math.max(1000, Math.floor(this.config.kafka.sessionTimeoutMs / 10));
+  }
   private readonly stats: StageCounters = { recordsIn: 0, recordsOut: 0, deadLettered: 0, microBatches: 0, transactionsAborted: 0 };
 
   constructor(
@@ -181,7 +184,7 @@ class Stage implements StageHandle {
     const consumer = this.kafka.consumer({
       groupId: config.groupId,
       sessionTimeout: config.kafka.sessionTimeoutMs,
-      heartbeatInterval: Math.max(1000, Math.floor(config.kafka.sessionTimeoutMs / 10)),
+      heartbeatInterval: this.heartbeatIntervalMs,
       minBytes: config.batch.maxBytes,
       maxBytes: Math.max(10 * 1024 * 1024, config.batch.maxBytes),
       maxBytesPerPartition: Math.max(1024 * 1024, config.batch.maxBytes),
@@ -243,6 +246,9 @@ class Stage implements StageHandle {
     const { topic, partition } = batch;
     this.metrics.consumerLag(topic, partition, Number(batch.offsetLagLow()));
     let committing: Promise<void> | null = null;
+    // A long micro-batch must not cost the group membership: heartbeat while it is processed too
+    // (kafkajs sends one only when the interval has passed; a rebalance is acted on after the micro-batch).
+    const keepAlive = setInterval(() => void heartbeat().catch(() => undefined), this.heartbeatIntervalMs);
     try {
       for (const chunk of cutMicroBatches(batch.messages, this.config.batch.maxRecords, this.config.batch.maxBytes)) {
         if (!isRunning() || isStale()) break;
@@ -256,6 +262,7 @@ class Stage implements StageHandle {
         await heartbeat();
       }
     } finally {
+      clearInterval(keepAlive);
       // The last commit finishes before the batch is handed back (also when stopping).
       if (committing) await committing;
     }
@@ -394,12 +401,10 @@ class Stage implements StageHandle {
     this.log.info('stopping: finishing the in-flight micro-batch', { deadlineMs });
     const graceful = (async () => {
       this.watcher?.stop();
-      await this.updates?.stop();
-      // stop() lets the running eachBatch finish its current micro-batch (isRunning() turns false) and leaves the group.
-      if (this.consumer) {
-        await this.consumer.stop();
-        await this.consumer.disconnect();
-      }
+      // consumer.stop() turns isRunning() false at once, lets the running eachBatch finish its current
+      // micro-batch and commit it, and leaves the group; the model-updates listener closes meanwhile.
+      await Promise.all([this.consumer?.stop(), this.updates?.stop()]);
+      await this.consumer?.disconnect();
       await this.publisher?.close();
       await this.knowledge?.close();
       await this.models.close();

@@ -187,7 +187,7 @@ describe('stage: exactly once, dead letters, no clinical text in logs', () => {
       const config = stageConfig(names, modelDir, { 'batch.maxRecords': 3, embedded: true, 'knowledge.kgFile': path.join(tmp.dir, 'kg.spo') });
       await createTopics(kafka, names);
       const outputs = await Collector.start(kafka, names.output, decodeAnnotations);
-      const docs = docsWithIds(mode, 60);
+      const docs = docsWithIds(mode, 240);
       const start = async () =>
         startStage(config, {
           logger: process.env.RMBERT_TEST_LOG ? capturingLogger({ push: (l: string) => process.stderr.write(`${l}\n`) } as unknown as string[]) : SILENT_LOGGER,
