@@ -107,9 +107,16 @@ class SingleObjectCodec<T> implements AvroCodec<T> {
   }
 
   encode(value: T): Buffer {
-    const problems = validationProblems(this.type, value);
-    if (problems.length > 0) throw new SchemaError(`${this.name}: ${problems.join('; ')}`);
-    return Buffer.concat([this.header, this.type.toBuffer(value)]);
+    let body: Buffer;
+    try {
+      // avsc checks every value as it writes it, so a valid record costs one pass.
+      body = this.type.toBuffer(value);
+    } catch {
+      // avsc's own message quotes the offending value (possibly clinical text): describe the problem without it.
+      const problems = validationProblems(this.type, value);
+      throw new SchemaError(`${this.name}: ${problems.length > 0 ? problems.join('; ') : 'value does not fit the schema'}`);
+    }
+    return Buffer.concat([this.header, body]);
   }
 
   decode(bytes: Buffer): T {
