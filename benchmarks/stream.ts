@@ -421,7 +421,9 @@ async function main(): Promise<void> {
     const outDir = path.join(ROOT, 'benchmarks/results');
     mkdirSync(outDir, { recursive: true });
     writeFileSync(path.join(outDir, 'stream.json'), `${JSON.stringify(result, null, 2)}\n`);
-    const loaded = Math.max(loadStart[0], loadEnd[0]) > 2.5;
+    // The benchmark itself keeps about 2-3 threads runnable (ONNX Runtime, Kafka, Neo4j): only a high
+    // load before it started says other work shared the machine.
+    const loaded = loadStart[0] > 3;
     const md = [
       '# Streaming stage through the broker',
       '',
@@ -441,7 +443,7 @@ async function main(): Promise<void> {
           `| ${r.name} | ${r.recordsPerS} | ${r.sentencesPerS} | ${r.rawSentencesPerS} | ${r.mode === 'max' ? `${round((r.stageOverEngine ?? 0) * 100)}% (${(r.repetitionRatios ?? []).map((x) => `${round(x * 100)}`).join(' / ')})` : `(input-bound) ${round((r.stageOverEngine ?? 0) * 100)}%`} | ${r.p50Ms} | ${r.p99Ms} | ${r.meanMicroBatchRecords} |`,
       ),
       '',
-      'Mean wall time per micro-batch by stage (ms):',
+      'Mean wall time per micro-batch by stage (ms; publish overlaps the processing of the next micro-batch, so it is not added to the others):',
       '',
       `| run | ${STAGE_NAMES.join(' | ')} |`,
       `|---|${STAGE_NAMES.map(() => '---').join('|')}|`,
