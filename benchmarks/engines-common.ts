@@ -1,14 +1,26 @@
 /**
- * What benchmarks/engines.ts and benchmarks/engines-soak.ts share: the model to measure (the shipped one,
- * or a stand-in of the backbone's size, said which) and the inputs (the medical test set with knowledge
- * injected, synthetic longer records).
+ * What the benchmarks share: the model to measure (the shipped one, or a stand-in of the backbone's size,
+ * said which) and the inputs (the medical test set with knowledge injected, synthetic longer records) for
+ * engines.ts and engines-soak.ts; the stage against the local servers (topics, Neo4j graph, configuration)
+ * for stream.ts and stage-soak.ts; the RSS analysis of the memory soaks (engines-soak.ts, stage-soak.ts).
  */
 import fs from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildConfig, type StageConfig } from '../src/config/index.ts';
 import type { InjectedSentence } from '../src/domain/index.ts';
-import { createSnapshot, InMemoryKnowledgeGraph, KnowledgeInjector, loadSpoFile, staticKnowledge } from '../src/knowledge/index.ts';
+import {
+  createSnapshot,
+  InMemoryKnowledgeGraph,
+  KnowledgeInjector,
+  kgVersionOf,
+  loadSpoFile,
+  Neo4jKnowledgeGraph,
+  readSpoFile,
+  staticKnowledge,
+} from '../src/knowledge/index.ts';
 import { loadArtifact } from '../src/model/artifact.ts';
 import { BioDecoder, labelledPositions, logSoftmaxRows } from '../src/model/decode.ts';
 import { BertTokenizer } from '../src/model/tokenizer.ts';
@@ -232,4 +244,116 @@ export async function engineCharTags(engine: InferenceEngine, set: PreparedSet, 
     }
   });
   return out;
+}
+
+// The stage against the local servers (bash scripts/infra.sh up): benchmarks/stream.ts, benchmarks/stage-soak.ts.
+
+export const BROKERS = ['127.0.0.1:19092'];
+export const NEO4J = { uri: 'bolt://127.0.0.1:17687', user: 'neo4j', password: 'rmbert-local' };
+
+/** The sentences of the medical test split, characters joined back together. */
+export async function medicalSentences(): Promise<string[]> {
+  const lines = (await readFile(MEDICAL_TEST, 'utf8')).split('\n').slice(1);
+  return lines.filter((l) => l.includes('\t')).map((l) => l.split('\t')[0].split(' ').join(''));
+}
+
+/** The graph in Neo4j's default graph, loaded from data/kg/Medical.spo unless that version is there already. */
+export async function ensureGraph(): Promise<string> {
+  const graph = new Neo4jKnowledgeGraph(NEO4J);
+  try {
+    await graph.init();
+    const triples = [];
+    for await (const chunk of readSpoFile(KG_FILE)) triples.push(...chunk.triples);
+    const version = kgVersionOf(triples);
+    if ((await graph.stamp())?.version !== version) await loadSpoFile(KG_FILE, graph, { replace: true });
+    return version;
+  } finally {
+    await graph.close();
+  }
+}
+
+/** The stage's configuration for one benchmark run: its own topics, group and transactional id, ONNX Runtime. */
+export function stageConfigFor(run: string, modelDir: string, maxRecords: number): StageConfig {
+  return buildConfig({
+    env: {},
+    overrides: {
+      'kafka.brokers': BROKERS,
+      'topics.input': `${run}.documents`,
+      'topics.output': `${run}.entities`,
+      'topics.deadLetter': `${run}.dlq`,
+      'topics.feedback': `${run}.feedback`,
+      'topics.modelUpdates': `${run}.model-updates`,
+      groupId: `${run}.stage`,
+      transactionalIdPrefix: run,
+      topicPartitions: 1,
+      'neo4j.uri': NEO4J.uri,
+      'neo4j.user': NEO4J.user,
+      'neo4j.password': NEO4J.password,
+      'knowledge.versionPollMs': 0,
+      'batch.maxRecords': maxRecords,
+      'model.dir': modelDir,
+      'model.engine': 'onnx',
+      'model.pollIntervalMs': 0,
+      'metrics.port': 0,
+      instanceId: run,
+    },
+  });
+}
+
+// Memory soaks: benchmarks/engines-soak.ts, benchmarks/stage-soak.ts.
+
+export interface RssSample {
+  /** Since the start of the run, ms. */
+  tMs: number;
+  rssMb: number;
+}
+
+export interface RssAnalysis {
+  /** [from, to] of each window, ms since the start of the run. */
+  firstWindowMs: [number, number];
+  lastWindowMs: [number, number];
+  firstWindowMaxRssMb: number;
+  lastWindowMaxRssMb: number;
+  /** Least-squares slope of RSS over the samples after the first window, MB per minute. */
+  rssSlopeMbPerMin: number;
+  slopeSamples: number;
+  bounded: boolean;
+}
+
+/** The rule behind `bounded`, in words, for the results files. */
+export const RSS_BOUNDED_RULE =
+  'bounded = max RSS of the last window <= 1.05 x max RSS of the first window + 16 MB, and the least-squares RSS slope over the samples after the first window < 1 MB/min';
+
+/** Least-squares slope of y over x; 0 with fewer than two distinct x. */
+export function leastSquaresSlope(xs: readonly number[], ys: readonly number[]): number {
+  if (xs.length < 2) return 0;
+  const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const my = ys.reduce((a, b) => a + b, 0) / ys.length;
+  const num = xs.reduce((a, x, i) => a + (x - mx) * (ys[i] - my), 0);
+  const den = xs.reduce((a, x) => a + (x - mx) ** 2, 0);
+  return den > 0 ? num / den : 0;
+}
+
+/**
+ * Whether RSS stays bounded over a run of `elapsedMs`: max RSS in the first window (which starts after
+ * `warmupMs`) vs the last window (the run's final `windowMs`), and the slope after the first window
+ * (RSS_BOUNDED_RULE). An empty window gives NaN and bounded = false.
+ */
+export function analyseRss(samples: readonly RssSample[], elapsedMs: number, options: { windowMs: number; warmupMs?: number }): RssAnalysis {
+  const warmupMs = options.warmupMs ?? 0;
+  const firstWindowMs: [number, number] = [warmupMs, warmupMs + options.windowMs];
+  const lastWindowMs: [number, number] = [elapsedMs - options.windowMs, elapsedMs];
+  const maxRss = (from: number, to: number) => {
+    const inside = samples.filter((s) => s.tMs >= from && s.tMs <= to);
+    return inside.length ? Math.max(...inside.map((s) => s.rssMb)) : NaN;
+  };
+  const firstWindowMaxRssMb = maxRss(...firstWindowMs);
+  const lastWindowMaxRssMb = maxRss(...lastWindowMs);
+  const tail = samples.filter((s) => s.tMs > firstWindowMs[1]);
+  const rssSlopeMbPerMin = leastSquaresSlope(
+    tail.map((s) => s.tMs / 60_000),
+    tail.map((s) => s.rssMb),
+  );
+  const bounded = lastWindowMaxRssMb <= firstWindowMaxRssMb * 1.05 + 16 && rssSlopeMbPerMin < 1;
+  return { firstWindowMs, lastWindowMs, firstWindowMaxRssMb, lastWindowMaxRssMb, rssSlopeMbPerMin, slopeSamples: tail.length, bounded };
 }

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { createEngine } from '../src/model/engine-select.ts';
 import { OnnxEngine } from '../src/model/onnx/index.ts';
 import type { InferenceEngine } from '../src/model/types.ts';
-import { loadAverage, loadBenchModel, machineDescription, prepareInputs, ROOT } from './engines-common.ts';
+import { analyseRss, loadAverage, loadBenchModel, machineDescription, prepareInputs, ROOT } from './engines-common.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -78,23 +78,7 @@ await engine.dispose();
 
 // Windows: the first and last minute, or the first and last fifth of a run shorter than five minutes.
 const windowMs = Math.min(60_000, elapsedMs / 5);
-const first = samples.filter((s) => s.tMs <= windowMs);
-const last = samples.filter((s) => s.tMs >= elapsedMs - windowMs);
-const firstMax = Math.max(...first.map((s) => s.rssMb));
-const lastMax = Math.max(...last.map((s) => s.rssMb));
-const tail = samples.filter((s) => s.tMs > windowMs);
-let slopeMbPerMin = 0;
-if (tail.length >= 2) {
-  const xs = tail.map((s) => s.tMs / 60_000);
-  const ys = tail.map((s) => s.rssMb);
-  const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const my = ys.reduce((a, b) => a + b, 0) / ys.length;
-  const num = xs.reduce((a, x, i) => a + (x - mx) * (ys[i] - my), 0);
-  const den = xs.reduce((a, x) => a + (x - mx) ** 2, 0);
-  slopeMbPerMin = den > 0 ? num / den : 0;
-}
-// Bounded: the last window's peak within 5% (+ 16 MB) of the first's, and no steady climb (< 1 MB/min).
-const bounded = lastMax <= firstMax * 1.05 + 16 && slopeMbPerMin < 1;
+const { firstWindowMaxRssMb: firstMax, lastWindowMaxRssMb: lastMax, rssSlopeMbPerMin: slopeMbPerMin, bounded } = analyseRss(samples, elapsedMs, { windowMs });
 const r = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const loadEnd = loadAverage();
 const result = {

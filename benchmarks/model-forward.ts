@@ -20,6 +20,7 @@ import { planBatches } from '../src/model/onnx/batching.ts';
 import { TfjsEngine } from '../src/model/tfjs-engine.ts';
 import type { BertConfig } from '../src/model/types.ts';
 import { loadAverage, loadBenchModel, machineDescription, prepareInputs } from './engines-common.ts';
+import { importParityCheckpoint, loadParityFixture, measureParity } from '../test/helpers/parity-fixture.ts';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(SCRIPT), '..');
@@ -35,6 +36,8 @@ interface ChildResult {
   meanTokens: number;
   peakGflops: number;
   perBatch: { batchSize: number; sentences: number; seconds: number; sentencesPerSecond: number; gflops: number; paddedTokens: number }[];
+  /** Against the float64 numpy reference of test/fixtures/parity, on this backend (max over hidden and logits). */
+  parityMaxRelError: number;
   loadAverage: number[];
 }
 
@@ -63,6 +66,8 @@ async function matmulPeak(repeats: number, n = 2048): Promise<number> {
 
 async function child(backend: BackendChoice, quick: boolean): Promise<ChildResult> {
   const selection = await selectBackend(backend, () => {});
+  // Numeric parity first, on the same backend and kernels the throughput figures below use.
+  const parity = await measureParity(loadParityFixture(), await importParityCheckpoint());
   const loaded = await loadBenchModel();
   // The stage injects knowledge; measure on injected sentences even when the model at hand (a backbone)
   // was trained without it.
@@ -115,6 +120,7 @@ async function child(backend: BackendChoice, quick: boolean): Promise<ChildResul
     meanTokens: +(sentences.reduce((a, s) => a + s.tokenIds.length, 0) / sentences.length).toFixed(1),
     peakGflops: +peakGflops.toFixed(2),
     perBatch,
+    parityMaxRelError: +parity.maxRelError.toExponential(2),
     loadAverage: loadAverage(),
   };
 }
@@ -178,7 +184,9 @@ async function main(): Promise<void> {
       gflops,
       peakGflops,
       fractionOfPeak,
-      parityMaxRelError: null,
+      parityMaxRelError: Math.max(...runs.map((r) => r.parityMaxRelError)),
+      parityMaxRelErrorByBackend: Object.fromEntries([...byBackend].map(([backend, rs]) => [backend, Math.max(...rs.map((r) => r.parityMaxRelError))])),
+      parityReference: 'test/fixtures/parity (scripts/parity/make_fixtures.py: float64 numpy BERT, 3 K-BERT sentences with soft positions and visibility matrices, alone and padded in one batch; weights through the safetensors importer)',
     },
     details: { runs, note: 'one classify call over the whole set; the engine buckets by length into batches of at most `batchSize` sentences; GFLOP/s counts padded tokens; wasm runs single-threaded under Node' },
   };
@@ -199,6 +207,8 @@ async function main(): Promise<void> {
     '',
     `Model: ${first.model}; ${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads, intermediate ${c.intermediateSize}, ${first.numLabels} labels.`,
     `Inputs: ${result.summary.inputs}.`,
+    '',
+    `Numeric parity against the float64 numpy reference (test/fixtures/parity): max relative error ${result.summary.parityMaxRelError.toExponential(1)} (${Object.entries(result.summary.parityMaxRelErrorByBackend).map(([b, e]) => `${b} ${e.toExponential(1)}`).join(', ')}; limit 1e-4).`,
     '',
     '| backend (2 cores machine, 1 thread) | batch size | sentences/s | achieved GFLOP/s | peak GFLOP/s (2048-cube matmul) | of peak |',
     '|---|---|---|---|---|---|',

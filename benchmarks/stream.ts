@@ -15,14 +15,14 @@
  * Writes benchmarks/results/stream.json and stream.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { buildConfig, type StageConfig } from '../src/config/index.ts';
+import { buildConfig } from '../src/config/index.ts';
 import { createModelLoader, GraphKnowledge, manifestSha256 } from '../src/cli/stage-wiring.ts';
 import type { Document, InjectedSentence } from '../src/domain/index.ts';
-import { kgVersionOf, loadSpoFile, Neo4jKnowledgeGraph, readSpoFile } from '../src/knowledge/index.ts';
+import { Neo4jKnowledgeGraph } from '../src/knowledge/index.ts';
 import { PromStageMetrics } from '../src/metrics/index.ts';
 import { writeArtifact } from '../src/model/artifact.ts';
 import { SHIPPED_VOCAB_SHA256 } from '../src/model/tokenizer.ts';
@@ -32,15 +32,13 @@ import { NO_STAGE_METRICS, STAGE_NAMES, type ModelRuntime } from '../src/pipelin
 import { BatchProcessor } from '../src/pipeline/processor.ts';
 import { StreamClient } from '../src/stream/client.ts';
 import { startStage } from '../src/stream/stage.ts';
-import { KG_FILE, MEDICAL_TEST, ROOT, loadAverage, loadBenchModel, machineDescription } from './engines-common.ts';
+import { NEO4J, ROOT, ensureGraph, loadAverage, loadBenchModel, machineDescription, medicalSentences, stageConfigFor } from './engines-common.ts';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
 const QUICK = args.quick;
 const COMMAND = `node --import tsx benchmarks/stream.ts${QUICK ? ' --quick' : ''}`;
-const BROKERS = ['127.0.0.1:19092'];
 /** The stage's default micro-batch cap (paced runs use the defaults). */
 const DEFAULT_MAX_RECORDS = buildConfig({ env: {}, overrides: { embedded: true, 'knowledge.enabled': false } }).batch.maxRecords;
-const NEO4J = { uri: 'bolt://127.0.0.1:17687', user: 'neo4j', password: 'rmbert-local' };
 const log = (line: string) => process.stderr.write(`stream-bench: ${line}\n`);
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 
@@ -53,53 +51,6 @@ function median(values: number[]): number {
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
-
-async function medicalSentences(): Promise<string[]> {
-  const lines = (await readFile(MEDICAL_TEST, 'utf8')).split('\n').slice(1);
-  return lines.filter((l) => l.includes('\t')).map((l) => l.split('\t')[0].split(' ').join(''));
-}
-
-/** The graph in Neo4j's default graph, loaded from data/kg/Medical.spo unless that version is there already. */
-async function ensureGraph(): Promise<string> {
-  const graph = new Neo4jKnowledgeGraph(NEO4J);
-  try {
-    await graph.init();
-    const triples = [];
-    for await (const chunk of readSpoFile(KG_FILE)) triples.push(...chunk.triples);
-    const version = kgVersionOf(triples);
-    if ((await graph.stamp())?.version !== version) await loadSpoFile(KG_FILE, graph, { replace: true });
-    return version;
-  } finally {
-    await graph.close();
-  }
-}
-
-function stageConfigFor(run: string, modelDir: string, maxRecords: number): StageConfig {
-  return buildConfig({
-    env: {},
-    overrides: {
-      'kafka.brokers': BROKERS,
-      'topics.input': `${run}.documents`,
-      'topics.output': `${run}.entities`,
-      'topics.deadLetter': `${run}.dlq`,
-      'topics.feedback': `${run}.feedback`,
-      'topics.modelUpdates': `${run}.model-updates`,
-      groupId: `${run}.stage`,
-      transactionalIdPrefix: run,
-      topicPartitions: 1,
-      'neo4j.uri': NEO4J.uri,
-      'neo4j.user': NEO4J.user,
-      'neo4j.password': NEO4J.password,
-      'knowledge.versionPollMs': 0,
-      'batch.maxRecords': maxRecords,
-      'model.dir': modelDir,
-      'model.engine': 'onnx',
-      'model.pollIntervalMs': 0,
-      'metrics.port': 0,
-      instanceId: run,
-    },
-  });
 }
 
 interface RawRun {
