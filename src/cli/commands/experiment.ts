@@ -8,8 +8,8 @@ import { ConfigError } from '../../errors/index.ts';
 import { selectBackend } from '../../model/backend.ts';
 import type { BackendChoice } from '../../model/backend.ts';
 import { BertTokenizer } from '../../model/tokenizer.ts';
-import { defaultExperimentSettings, EXPERIMENT_NAMES, experimentRuns, runExperiment } from '../../train/experiments/index.ts';
-import type { ExperimentName } from '../../train/experiments/index.ts';
+import { defaultExperimentSettings, EXPERIMENT_NAMES, experimentRuns, METHODS, runExperiment } from '../../train/experiments/index.ts';
+import type { ExperimentName, Method } from '../../train/experiments/index.ts';
 
 export const summary = "reproduce one of the paper's experiments (medical, msra, ablation, recall-distance, entity-deletion)";
 
@@ -21,7 +21,7 @@ NAME:
   medical          paper table 3 + 5: BERT, K-BERT, RM-BERT on the medical split (x seeds)
   msra             paper table 4: the same on an MSRA training subset, K-BERT's MSRA test set
   ablation         paper fig. 6: RM-BERT, -MASK, -POS, -RECALL, -KG on medical and MSRA (x seeds)
-  recall-distance  paper fig. 7: ||theta - theta*||_1 while fine-tuning, k in 0.001..0.1, t0 = 1000
+  recall-distance  paper fig. 7: ||theta - theta*||_1 while fine-tuning, k in 0.001..0.1 at a fixed t0
   entity-deletion  paper fig. 8: 40-80 % of BodyPart training entities removed; BERT, K-BERT, RM-BERT
 
 Each run fine-tunes from the backbone and scores the test set; results go to
@@ -35,6 +35,13 @@ options:
   --epochs N            epochs per run (default 5)
   --lr X                peak learning rate (default 1e-4)
   --gamma X             RecAdam penalty coefficient (default 5000)
+  --k X, --t0 N         RecAdam schedule lambda(t) = sigmoid(k (t - t0)), medical (default the
+                        paper's k 0.01, t0 1000, set for 14,000-step runs; scale t0 down and k up
+                        for shorter runs)
+  --msra-k X, --msra-t0 N   the same for MSRA (default 0.005, 250)
+  --methods LIST        only these methods (bert, kbert, rmbert, no-mask, no-pos, no-kg), e.g. to
+                        split one experiment over two processes; run it once more without the list
+                        to write the full results
   --batch-size N        sentences per batch, medical (default 10, as the paper)
   --msra-batch-size N   sentences per batch, MSRA (default 16, as the paper)
   --batch-tokens N      padded tokens per batch (default 512)
@@ -61,6 +68,11 @@ export async function run(argv: string[]): Promise<number> {
       epochs: { type: 'string' },
       lr: { type: 'string' },
       gamma: { type: 'string' },
+      k: { type: 'string' },
+      t0: { type: 'string' },
+      'msra-k': { type: 'string' },
+      'msra-t0': { type: 'string' },
+      methods: { type: 'string' },
       'batch-size': { type: 'string' },
       'msra-batch-size': { type: 'string' },
       'batch-tokens': { type: 'string' },
@@ -107,6 +119,16 @@ export async function run(argv: string[]): Promise<number> {
   s.epochs = num('epochs', s.epochs, true);
   s.learningRate = num('lr', s.learningRate);
   s.gamma = num('gamma', s.gamma);
+  s.anneal = {
+    medical: { k: num('k', s.anneal.medical.k), t0: num('t0', s.anneal.medical.t0, true) },
+    msra: { k: num('msra-k', s.anneal.msra.k), t0: num('msra-t0', s.anneal.msra.t0, true) },
+  };
+  if (values.methods) {
+    const methods = values.methods.split(',').map((m) => m.trim());
+    const unknown = methods.filter((m) => !(m in METHODS));
+    if (unknown.length) problems.push(`--methods: unknown ${unknown.join(', ')} (known: ${Object.keys(METHODS).join(', ')})`);
+    else s.methods = methods as Method[];
+  }
   s.batchSizeMedical = num('batch-size', s.batchSizeMedical, true);
   s.batchSizeMsra = num('msra-batch-size', s.batchSizeMsra, true);
   s.batchTokens = num('batch-tokens', s.batchTokens, true);

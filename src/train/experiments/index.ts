@@ -4,7 +4,7 @@
  *   medical          table 3 + table 5: BERT, K-BERT, RM-BERT on the medical split, several seeds
  *   msra             table 4: the same on MSRA (a seeded training subset; K-BERT's dev subset and full test)
  *   ablation         fig. 6: RM-BERT and -MASK, -POS, -RECALL, -KG on medical and MSRA
- *   recall-distance  fig. 7: ||theta - theta*||_1 during training for several k (t0 = 1000), medical
+ *   recall-distance  fig. 7: ||theta - theta*||_1 during training for several k (t0 fixed), medical
  *   entity-deletion  fig. 8: BodyPart training entities removed at 40..80 %, BERT / K-BERT / RM-BERT
  *
  * Every run is one fine-tune + one test evaluation, stored as runs/experiments/<corpus>/<run id>/result.json.
@@ -60,6 +60,13 @@ export interface ExperimentSettings {
   maxMinutesPerRun?: number;
   /** Keep each run's model artifact (default: only result.json and the curve stay). */
   keepModels: boolean;
+  /**
+   * RecAdam's schedule lambda(t) = sigmoid(k (t - t0)) per corpus. Defaults are the paper's (medical k 0.01,
+   * t0 1000; MSRA k 0.005, t0 250), set for its 14,000-step runs; shorter runs scale them (see PLAN.md).
+   */
+  anneal: Record<NamedCorpus, { k: number; t0: number }>;
+  /** Only these methods (to split a grid over processes); default: all the experiment needs. */
+  methods?: Method[];
   /** Only list the runs. */
   dryRun: boolean;
 }
@@ -84,7 +91,7 @@ export const PAPER = {
   },
 } as const;
 
-const PAPER_ANNEAL: Record<NamedCorpus, { k: number; t0: number }> = { medical: { k: 0.01, t0: 1000 }, msra: { k: 0.005, t0: 250 } };
+export const PAPER_ANNEAL: Readonly<Record<NamedCorpus, { k: number; t0: number }>> = { medical: { k: 0.01, t0: 1000 }, msra: { k: 0.005, t0: 250 } };
 
 export interface RunSpec {
   /** Unique across experiments for the same settings. */
@@ -116,11 +123,13 @@ export interface RunResult {
   finishedAt: string;
 }
 
-function run(corpus: NamedCorpus, method: Method, seed: number, extra: Partial<RunSpec> = {}): RunSpec {
-  const anneal = PAPER_ANNEAL[corpus];
+function run(s: RunSelection, corpus: NamedCorpus, method: Method, seed: number, extra: Partial<RunSpec> = {}): RunSpec {
+  const anneal = s.anneal[corpus];
   const spec: RunSpec = { id: '', corpus, method, seed, k: extra.k ?? anneal.k, t0: extra.t0 ?? anneal.t0, ...extra };
   const parts = [method, `s${seed}`];
-  if (spec.k !== anneal.k || spec.t0 !== anneal.t0) parts.push(`k${spec.k}-t${spec.t0}`);
+  // The schedule only matters to RecAdam runs; Adam runs keep one id whatever it is, so they are shared.
+  const paper = PAPER_ANNEAL[corpus];
+  if (METHODS[method].optimizer === 'recadam' && (spec.k !== paper.k || spec.t0 !== paper.t0)) parts.push(`k${spec.k}-t${spec.t0}`);
   if (spec.deleteType && spec.deleteFraction) parts.push(`del-${spec.deleteType}-${spec.deleteFraction}`);
   spec.id = parts.join('-');
   return spec;
@@ -129,9 +138,16 @@ function run(corpus: NamedCorpus, method: Method, seed: number, extra: Partial<R
 export const RECALL_DISTANCE_K = [0.001, 0.005, 0.01, 0.05, 0.1];
 export const DELETION_FRACTIONS = [0.4, 0.5, 0.6, 0.7, 0.8];
 
-/** The runs of an experiment. */
-export function experimentRuns(name: ExperimentName, s: Pick<ExperimentSettings, 'seeds'>): RunSpec[] {
-  const per = (corpus: NamedCorpus, methods: Method[], seeds = s.seeds) => methods.flatMap((m) => seeds.map((seed) => run(corpus, m, seed)));
+type RunSelection = Pick<ExperimentSettings, 'seeds' | 'anneal' | 'methods'>;
+
+/** The runs of an experiment (only those of `s.methods` when given). */
+export function experimentRuns(name: ExperimentName, s: RunSelection): RunSpec[] {
+  const all = allExperimentRuns(name, s);
+  return s.methods ? all.filter((r) => s.methods!.includes(r.method)) : all;
+}
+
+function allExperimentRuns(name: ExperimentName, s: RunSelection): RunSpec[] {
+  const per = (corpus: NamedCorpus, methods: Method[], seeds = s.seeds) => methods.flatMap((m) => seeds.map((seed) => run(s, corpus, m, seed)));
   switch (name) {
     case 'medical':
       return per('medical', ['bert', 'kbert', 'rmbert']);
@@ -140,10 +156,10 @@ export function experimentRuns(name: ExperimentName, s: Pick<ExperimentSettings,
     case 'ablation':
       return [...per('medical', ['rmbert', 'no-mask', 'no-pos', 'kbert', 'no-kg']), ...per('msra', ['rmbert', 'no-mask', 'no-pos', 'kbert', 'no-kg'])];
     case 'recall-distance':
-      return RECALL_DISTANCE_K.map((k) => run('medical', 'rmbert', s.seeds[0], { k, t0: 1000 }));
+      return RECALL_DISTANCE_K.map((k) => run(s, 'medical', 'rmbert', s.seeds[0], { k }));
     case 'entity-deletion':
       return DELETION_FRACTIONS.flatMap((f) =>
-        (['bert', 'kbert', 'rmbert'] as Method[]).map((m) => run('medical', m, s.seeds[0], { deleteType: 'BodyPart', deleteFraction: f })),
+        (['bert', 'kbert', 'rmbert'] as Method[]).map((m) => run(s, 'medical', m, s.seeds[0], { deleteType: 'BodyPart', deleteFraction: f })),
       );
   }
 }
@@ -433,9 +449,43 @@ export interface ExperimentOutput {
   svgs: Record<string, string>;
 }
 
-function baseJson(name: string, s: ExperimentSettings, backbone: BackboneInfo, summary: Record<string, unknown>, details: Record<string, unknown>) {
+function settingsLine(s: ExperimentSettings, corpus: NamedCorpus): string {
+  const batch = corpus === 'medical' ? s.batchSizeMedical : s.batchSizeMsra;
+  const { k, t0 } = s.anneal[corpus];
+  return `batch ${batch} sentences (<= ${s.batchTokens} padded tokens), peak lr ${s.learningRate} (10 % warm-up, linear decay), RecAdam gamma ${s.gamma} (lr x gamma = ${+(s.learningRate * s.gamma).toFixed(3)}), lambda(t) = sigmoid(${k} (t - ${t0}))`;
+}
+
+/** The command that reproduces an experiment with these settings: every setting that differs from the default. */
+export function experimentCommand(name: ExperimentName, s: ExperimentSettings): string {
+  const d = defaultExperimentSettings('.');
+  const flags: string[] = [`--seeds ${s.seeds.join(',')}`, `--epochs ${s.epochs}`];
+  const add = (flag: string, value: unknown, fallback: unknown) => {
+    if (value !== undefined && value !== fallback) flags.push(`${flag} ${String(value)}`);
+  };
+  add('--lr', s.learningRate, d.learningRate);
+  add('--gamma', s.gamma, d.gamma);
+  add('--batch-size', s.batchSizeMedical, d.batchSizeMedical);
+  add('--msra-batch-size', s.batchSizeMsra, d.batchSizeMsra);
+  add('--batch-tokens', s.batchTokens, d.batchTokens);
+  add('--medical-train', s.medicalTrainLimit, d.medicalTrainLimit);
+  add('--medical-dev', s.medicalDevLimit, d.medicalDevLimit);
+  add('--msra-train', s.msraTrainLimit, d.msraTrainLimit);
+  add('--msra-dev', s.msraDevLimit, d.msraDevLimit);
+  add('--max-minutes', s.maxMinutesPerRun, d.maxMinutesPerRun);
+  if (s.methods) flags.push(`--methods ${s.methods.join(',')}`);
+  const corpora: NamedCorpus[] = name === 'msra' ? ['msra'] : name === 'ablation' ? ['medical', 'msra'] : ['medical'];
+  for (const corpus of corpora) {
+    const flag = corpus === 'msra' ? '--msra-' : '--';
+    // fig. 7 varies k itself.
+    if (name !== 'recall-distance') add(`${flag}k`, s.anneal[corpus].k, d.anneal[corpus].k);
+    add(`${flag}t0`, s.anneal[corpus].t0, d.anneal[corpus].t0);
+  }
+  return `node --import tsx src/cli/main.ts experiment ${name} ${flags.join(' ')}`;
+}
+
+function baseJson(name: ExperimentName, s: ExperimentSettings, backbone: BackboneInfo, summary: Record<string, unknown>, details: Record<string, unknown>) {
   return {
-    command: `node --import tsx src/cli/main.ts experiment ${name} --seeds ${s.seeds.join(',')} --epochs ${s.epochs}`,
+    command: experimentCommand(name, s),
     machine: `2 cores (AMD EPYC Zen 4), ${os.cpus().length} CPUs visible, tfjs backend chosen at run time (one thread on wasm)`,
     date: new Date().toISOString(),
     summary: { ...summary, seeds: s.seeds, backbone: { layers: backbone.layers, hidden: backbone.hidden, heads: backbone.heads, params: backbone.params, pretrainingTokens: backbone.pretrainingTokens, version: backbone.version } },
@@ -468,6 +518,8 @@ export function summarize(name: ExperimentName, results: RunResult[], s: Experim
       bl,
       '',
       `Test set, micro scores in %. Strict = span and type must match; K-BERT metric = K-BERT's scorer (span boundaries only), the one the paper's tables use. Means over seeds ${s.seeds.join(', ')}; ${s.epochs} epochs, model chosen by dev strict F1.`,
+      '',
+      `Settings: ${settingsLine(s, corpus)}. Command: \`${experimentCommand(name, s)}\`.`,
       corpus === 'msra' ? `MSRA training subset: ${s.msraTrainLimit} sentences of dh_msra's training part (minus K-BERT dev/test), dev subset ${s.msraDevLimit}, full K-BERT test set; graph HowNet.spo (the paper's CnDbpedia is not obtainable).` : '',
       '',
       ...methodsTable(summary, paper),
@@ -534,17 +586,17 @@ export function summarize(name: ExperimentName, results: RunResult[], s: Experim
     };
   }
   if (name === 'recall-distance') {
-    const md = ['# Distance to the pretrained weights during RM-BERT fine-tuning (paper fig. 7)', '', bl, '', `medical, t0 = 1000, seed ${s.seeds[0]}.`, '', '| k | L1 distance at t0 | at 2 t0 | final | test strict F1 | test K-BERT-metric F1 |', '|---|---|---|---|---|---|'];
+    const md = ['# Distance to the pretrained weights during RM-BERT fine-tuning (paper fig. 7)', '', bl, '', `medical, t0 = ${s.anneal.medical.t0}, seed ${s.seeds[0]}.`, '', '| k | L1 distance at t0 | at 2 t0 | final | test strict F1 | test K-BERT-metric F1 |', '|---|---|---|---|---|---|'];
     const at = (r: RunResult, step: number) => r.curve.reduce<{ step: number; l1: number } | null>((best, e) => (e.step <= step && (!best || e.step > best.step) ? e : best), null)?.l1 ?? NaN;
     const byK = [...results].sort((a, b) => a.spec.k - b.spec.k);
-    for (const r of byK) md.push(`| ${r.spec.k} | ${at(r, 1000).toFixed(1)} | ${at(r, 2000).toFixed(1)} | ${(r.curve.at(-1)?.l1 ?? NaN).toFixed(1)} | ${pct(r.test.strict.f1)} | ${pct(r.test.kbert.f1)} |`);
+    for (const r of byK) md.push(`| ${r.spec.k} | ${at(r, r.spec.t0).toFixed(1)} | ${at(r, 2 * r.spec.t0).toFixed(1)} | ${(r.curve.at(-1)?.l1 ?? NaN).toFixed(1)} | ${pct(r.test.strict.f1)} | ${pct(r.test.kbert.f1)} |`);
     return {
-      json: baseJson(name, s, backbone, Object.fromEntries(byK.map((r) => [`k=${r.spec.k}`, { strictF1: r.test.strict.f1, kbertMetricF1: r.test.kbert.f1, l1AtT0: at(r, 1000), l1Final: r.curve.at(-1)?.l1 ?? null }])), { runs: runsDetail, curves: Object.fromEntries(byK.map((r) => [r.spec.k, r.curve])) }),
+      json: baseJson(name, s, backbone, Object.fromEntries(byK.map((r) => [`k=${r.spec.k}`, { strictF1: r.test.strict.f1, kbertMetricF1: r.test.kbert.f1, l1AtT0: at(r, r.spec.t0), l1Final: r.curve.at(-1)?.l1 ?? null }])), { runs: runsDetail, curves: Object.fromEntries(byK.map((r) => [r.spec.k, r.curve])) }),
       markdown: md.join('\n'),
       svgs: {
         'recall-distance.svg': renderCharts(
           [
-            { title: '||theta - theta*||_1 (medical, t0 = 1000)', xLabel: 'step', yLabel: 'L1 distance', series: byK.map((r) => ({ name: `k = ${r.spec.k}`, points: r.curve.map((e) => [e.step, e.l1]) })) },
+            { title: `||theta - theta*||_1 (medical, t0 = ${s.anneal.medical.t0})`, xLabel: 'step', yLabel: 'L1 distance', series: byK.map((r) => ({ name: `k = ${r.spec.k}`, points: r.curve.map((e) => [e.step, e.l1]) })) },
             { title: 'lambda(t)', xLabel: 'step', yLabel: 'lambda', series: byK.map((r) => ({ name: `k = ${r.spec.k}`, points: r.curve.map((e) => [e.step, e.lambda]) })) },
           ],
           { columns: 2, width: 520, caption },
@@ -604,6 +656,11 @@ export async function runExperiment(name: ExperimentName, s: ExperimentSettings,
     log(`[${i + 1}/${runs.length}]`);
     results.push(await executeRun(spec, s, tokenizer, log));
   }
+  if (s.methods) {
+    // A part of the grid: the results files are written by the run over all methods (which reuses these).
+    log(`experiment ${name}: ${results.length} runs of ${s.methods.join(', ')} done; run it without --methods to write the results`);
+    return null;
+  }
   const output = summarize(name, results, s, backbone);
   await mkdir(s.resultsDir, { recursive: true });
   await writeFile(path.join(s.resultsDir, `${name}.json`), JSON.stringify(output.json, null, 1) + '\n');
@@ -629,6 +686,7 @@ export function defaultExperimentSettings(repoRoot: string): ExperimentSettings 
     batchTokens: 512,
     msraTrainLimit: 5000,
     msraDevLimit: 1000,
+    anneal: { medical: { ...PAPER_ANNEAL.medical }, msra: { ...PAPER_ANNEAL.msra } },
     keepModels: false,
     dryRun: false,
   };

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { defaultExperimentSettings, experimentRuns, summarize } from '../../../src/train/experiments/index.ts';
+import { defaultExperimentSettings, experimentCommand, experimentRuns, summarize } from '../../../src/train/experiments/index.ts';
 import type { RunResult, RunSpec } from '../../../src/train/experiments/index.ts';
 import { prf } from '../../../src/train/metrics.ts';
 import type { NerEvaluation } from '../../../src/train/metrics.ts';
@@ -19,6 +19,24 @@ test('experiments share runs: ablation reuses table 3 runs, fig. 7 reuses the pa
   const fig8 = experimentRuns('entity-deletion', settings);
   assert.equal(fig8.length, 15);
   assert.ok(fig8.every((r) => r.seed === 1 && r.deleteType === 'BodyPart'));
+});
+
+test('a scaled RecAdam schedule renames only RecAdam runs; --methods selects a part; the command reproduces the settings', () => {
+  const scaled = { ...settings, epochs: 3, learningRate: 2e-4, gamma: 750, anneal: { ...settings.anneal, medical: { k: 0.067, t0: 150 } } };
+  const ids = experimentRuns('medical', scaled).map((r) => r.id);
+  assert.deepEqual(ids, ['bert-s1', 'bert-s2', 'kbert-s1', 'kbert-s2', 'rmbert-s1-k0.067-t150', 'rmbert-s2-k0.067-t150']);
+  const rm = experimentRuns('medical', scaled).find((r) => r.method === 'rmbert')!;
+  assert.equal(rm.k, 0.067);
+  assert.equal(rm.t0, 150);
+  // fig. 7 keeps the given t0 and varies k.
+  const fig7 = experimentRuns('recall-distance', scaled);
+  assert.deepEqual(fig7.map((r) => [r.k, r.t0]), [[0.001, 150], [0.005, 150], [0.01, 150], [0.05, 150], [0.1, 150]]);
+  assert.deepEqual(experimentRuns('medical', { ...scaled, methods: ['kbert'] }).map((r) => r.id), ['kbert-s1', 'kbert-s2']);
+  assert.equal(
+    experimentCommand('medical', scaled),
+    'node --import tsx src/cli/main.ts experiment medical --seeds 1,2 --epochs 3 --lr 0.0002 --gamma 750 --k 0.067 --t0 150',
+  );
+  assert.equal(experimentCommand('msra', settings), 'node --import tsx src/cli/main.ts experiment msra --seeds 1,2 --epochs 5');
 });
 
 function evaluation(strictF1: number, kbertF1: number): NerEvaluation {
