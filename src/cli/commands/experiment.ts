@@ -10,6 +10,7 @@ import type { BackendChoice } from '../../model/backend.ts';
 import { BertTokenizer } from '../../model/tokenizer.ts';
 import { defaultExperimentSettings, EXPERIMENT_NAMES, experimentRuns, METHODS, runExperiment } from '../../train/experiments/index.ts';
 import type { ExperimentName, Method } from '../../train/experiments/index.ts';
+import type { NamedCorpus } from '../../train/datasets.ts';
 
 export const summary = "reproduce one of the paper's experiments (medical, msra, ablation, recall-distance, entity-deletion)";
 
@@ -39,6 +40,7 @@ options:
                         paper's k 0.01, t0 1000, set for 14,000-step runs; scale t0 down and k up
                         for shorter runs)
   --msra-k X, --msra-t0 N   the same for MSRA (default 0.005, 250)
+  --corpus LIST         ablation only: medical, msra or both (default both)
   --methods LIST        only these methods (bert, kbert, rmbert, no-mask, no-pos, no-kg), e.g. to
                         split one experiment over two processes; run it once more without the list
                         to write the full results
@@ -73,6 +75,7 @@ export async function run(argv: string[]): Promise<number> {
       'msra-k': { type: 'string' },
       'msra-t0': { type: 'string' },
       methods: { type: 'string' },
+      corpus: { type: 'string' },
       'batch-size': { type: 'string' },
       'msra-batch-size': { type: 'string' },
       'batch-tokens': { type: 'string' },
@@ -123,6 +126,13 @@ export async function run(argv: string[]): Promise<number> {
     medical: { k: num('k', s.anneal.medical.k), t0: num('t0', s.anneal.medical.t0, true) },
     msra: { k: num('msra-k', s.anneal.msra.k), t0: num('msra-t0', s.anneal.msra.t0, true) },
   };
+  if (values.corpus) {
+    const corpora = values.corpus.split(',').map((c) => c.trim());
+    const unknown = corpora.filter((c) => c !== 'medical' && c !== 'msra');
+    if (unknown.length) problems.push(`--corpus: unknown ${unknown.join(', ')} (known: medical, msra)`);
+    else if (name !== 'ablation') problems.push('--corpus applies to the ablation only (medical and msra are experiments of their own)');
+    else s.corpora = corpora as NamedCorpus[];
+  }
   if (values.methods) {
     const methods = values.methods.split(',').map((m) => m.trim());
     const unknown = methods.filter((m) => !(m in METHODS));

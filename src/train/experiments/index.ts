@@ -67,6 +67,8 @@ export interface ExperimentSettings {
   anneal: Record<NamedCorpus, { k: number; t0: number }>;
   /** Only these methods (to split a grid over processes); default: all the experiment needs. */
   methods?: Method[];
+  /** The ablation on these corpora only (default both). */
+  corpora?: NamedCorpus[];
   /** Only list the runs. */
   dryRun: boolean;
 }
@@ -138,11 +140,11 @@ function run(s: RunSelection, corpus: NamedCorpus, method: Method, seed: number,
 export const RECALL_DISTANCE_K = [0.001, 0.005, 0.01, 0.05, 0.1];
 export const DELETION_FRACTIONS = [0.4, 0.5, 0.6, 0.7, 0.8];
 
-type RunSelection = Pick<ExperimentSettings, 'seeds' | 'anneal' | 'methods'>;
+type RunSelection = Pick<ExperimentSettings, 'seeds' | 'anneal' | 'methods' | 'corpora'>;
 
 /** The runs of an experiment (only those of `s.methods` when given). */
 export function experimentRuns(name: ExperimentName, s: RunSelection): RunSpec[] {
-  const all = allExperimentRuns(name, s);
+  const all = allExperimentRuns(name, s).filter((r) => !s.corpora || s.corpora.includes(r.corpus));
   return s.methods ? all.filter((r) => s.methods!.includes(r.method)) : all;
 }
 
@@ -473,7 +475,8 @@ export function experimentCommand(name: ExperimentName, s: ExperimentSettings): 
   add('--msra-dev', s.msraDevLimit, d.msraDevLimit);
   add('--max-minutes', s.maxMinutesPerRun, d.maxMinutesPerRun);
   if (s.methods) flags.push(`--methods ${s.methods.join(',')}`);
-  const corpora: NamedCorpus[] = name === 'msra' ? ['msra'] : name === 'ablation' ? ['medical', 'msra'] : ['medical'];
+  const corpora: NamedCorpus[] = name === 'msra' ? ['msra'] : name === 'ablation' ? (s.corpora ?? ['medical', 'msra']) : ['medical'];
+  if (name === 'ablation' && s.corpora) flags.push(`--corpus ${s.corpora.join(',')}`);
   for (const corpus of corpora) {
     const flag = corpus === 'msra' ? '--msra-' : '--';
     // fig. 7 varies k itself.
@@ -557,7 +560,8 @@ export function summarize(name: ExperimentName, results: RunResult[], s: Experim
   if (name === 'ablation') {
     const per: Record<string, Record<string, MethodSummary>> = {};
     const md = ['# Ablations (paper fig. 6)', '', bl, '', 'Test micro F1 in %, mean over seeds; -RECALL is K-BERT (knowledge, plain Adam); -KG keeps RecAdam but injects nothing.', ''];
-    for (const corpus of ['medical', 'msra'] as const) {
+    const corpora = s.corpora ?? (['medical', 'msra'] as const);
+    for (const corpus of corpora) {
       const { summary } = summarizeMethods(results, corpus);
       if (summary.kbert) summary.kbert = { ...summary.kbert, label: '-RECALL (K-BERT)' };
       per[corpus] = summary;
@@ -566,7 +570,7 @@ export function summarize(name: ExperimentName, results: RunResult[], s: Experim
     const order: Method[] = ['rmbert', 'no-mask', 'no-pos', 'kbert', 'no-kg'];
     const label = (m: Method) => (m === 'kbert' ? '-RECALL' : METHODS[m].label);
     const summary: Record<string, unknown> = {};
-    for (const corpus of ['medical', 'msra'] as const) {
+    for (const corpus of corpora) {
       summary[corpus] = Object.fromEntries(order.filter((m) => per[corpus][m]).map((m) => [m === 'kbert' ? 'no-recall' : m, { strictF1: per[corpus][m].strictF1, kbertMetricF1: per[corpus][m].kbertMetricF1, runs: per[corpus][m].runs }]));
     }
     return {
@@ -578,7 +582,7 @@ export function summarize(name: ExperimentName, results: RunResult[], s: Experim
             title: 'ablations: test strict F1 (%)',
             yLabel: 'strict F1 (%)',
             groups: order.map(label),
-            series: (['medical', 'msra'] as const).map((c) => ({ name: c, values: order.map((m) => 100 * (per[c][m]?.strictF1 ?? NaN)) })),
+            series: corpora.map((c) => ({ name: c, values: order.map((m) => 100 * (per[c][m]?.strictF1 ?? NaN)) })),
           },
           { caption },
         ),

@@ -37,6 +37,11 @@ test('a scaled RecAdam schedule renames only RecAdam runs; --methods selects a p
     'node --import tsx src/cli/main.ts experiment medical --seeds 1,2 --epochs 3 --lr 0.0002 --gamma 750 --k 0.067 --t0 150',
   );
   assert.equal(experimentCommand('msra', settings), 'node --import tsx src/cli/main.ts experiment msra --seeds 1,2 --epochs 5');
+  // The ablation on one corpus: its runs and its command.
+  const medicalOnly = { ...scaled, corpora: ['medical' as const] };
+  assert.ok(experimentRuns('ablation', medicalOnly).every((r) => r.corpus === 'medical'));
+  assert.equal(experimentRuns('ablation', medicalOnly).length, 10);
+  assert.match(experimentCommand('ablation', medicalOnly), /--corpus medical --k 0\.067 --t0 150$/);
 });
 
 function evaluation(strictF1: number, kbertF1: number): NerEvaluation {
