@@ -79,6 +79,8 @@ export interface SentenceTree extends InjectedSentence {
   links: TreeLink[];
   /** Branches dropped from this window to fit maxLength. */
   droppedBranches: number;
+  /** Tokens injected from the graph (counted before the -MASK ablation clears `branch`). */
+  injectedTokens: number;
 }
 
 interface ResolvedOptions {
@@ -361,6 +363,8 @@ export class SentenceTreeBuilder {
       h++;
     }
     if (!opts.softPositions) for (let i = 0; i < length; i++) softPositions[i] = i;
+    let injectedTokens = 0;
+    for (let i = 0; i < length; i++) if (branch[i] >= 0) injectedTokens++;
     if (!opts.visibilityMatrix) {
       branch.fill(-1);
       anchor.fill(-1);
@@ -383,6 +387,7 @@ export class SentenceTreeBuilder {
       originalTokens: we - ws,
       links,
       droppedBranches,
+      injectedTokens,
     };
   }
 }

@@ -128,7 +128,7 @@ export async function prepareExamples(
         stats.windows++;
         stats.tokens += tree.tokenIds.length;
         stats.originalTokens += tree.originalTokens;
-        for (let h = 0; h < tree.branch.length; h++) if (tree.branch[h] >= 0) injected++;
+        injected += tree.injectedTokens;
         stats.droppedBranches += tree.droppedBranches;
         stats.maxTokens = Math.max(stats.maxTokens, tree.tokenIds.length);
       }

@@ -227,11 +227,17 @@ describe('sentence tree: length budget', () => {
     assert.equal(full.length, 1);
     assert.equal(full[0].tokenIds.length, 28);
     assert.equal(full[0].droppedBranches, 0);
+    assert.equal(full[0].injectedTokens, 12);
+    // -MASK clears the branches (everything visible) but the injected tokens are still there and counted.
+    const [unmasked] = build(PAPER_TEXT, matches, { maxLength: 28, visibilityMatrix: false });
+    assert.ok(unmasked.branch.every((b) => b === -1));
+    assert.equal(unmasked.injectedTokens, 12);
 
     // Room for two branches: every name's first triple before any second one.
     const [two] = build(PAPER_TEXT, matches, { maxLength: 27 });
     assert.equal(two.tokenIds.length, 24);
     assert.equal(two.droppedBranches, 1);
+    assert.equal(two.injectedTokens, 8);
     assert.deepEqual(two.links.map((l) => l.injected), [1, 1]);
 
     // Room for one branch: the later name loses it.
@@ -246,6 +252,7 @@ describe('sentence tree: length budget', () => {
     const [none] = build(PAPER_TEXT, matches, { maxLength: 16 });
     assert.equal(none.tokenIds.length, 16);
     assert.equal(none.droppedBranches, 3);
+    assert.equal(none.injectedTokens, 0);
     assert.deepEqual(originals([none]).map((o) => o[1]), [...Array(14).keys()]);
   });
 
