@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildConfig, type StageConfig } from '../src/config/index.ts';
+import { buildConfig, isolatedRunOverrides, type StageConfig } from '../src/config/index.ts';
 import type { InjectedSentence } from '../src/domain/index.ts';
 import {
   createSnapshot,
@@ -278,14 +278,7 @@ export function stageConfigFor(run: string, modelDir: string, maxRecords: number
     env: {},
     overrides: {
       'kafka.brokers': BROKERS,
-      'topics.input': `${run}.documents`,
-      'topics.output': `${run}.entities`,
-      'topics.deadLetter': `${run}.dlq`,
-      'topics.feedback': `${run}.feedback`,
-      'topics.modelUpdates': `${run}.model-updates`,
-      groupId: `${run}.stage`,
-      transactionalIdPrefix: run,
-      topicPartitions: 1,
+      ...isolatedRunOverrides(run),
       'neo4j.uri': NEO4J.uri,
       'neo4j.user': NEO4J.user,
       'neo4j.password': NEO4J.password,

@@ -50,3 +50,20 @@ export function loadConfig(
   return buildConfig({ env: process.env, flags, overrides, defaults, hostname: os.hostname(), pid: process.pid });
 }
 
+
+/**
+ * Overrides that give one run (a demo, a benchmark) its own topics, consumer group and transactional
+ * ids, so that it never shares state with another run on the same broker.
+ */
+export function isolatedRunOverrides(run: string): Record<string, string | number> {
+  return {
+    'topics.input': `${run}.documents`,
+    'topics.output': `${run}.entities`,
+    'topics.deadLetter': `${run}.dlq`,
+    'topics.feedback': `${run}.feedback`,
+    'topics.modelUpdates': `${run}.model-updates`,
+    groupId: `${run}.stage`,
+    transactionalIdPrefix: run,
+    topicPartitions: 1,
+  };
+}

@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig, flagValues, configFlagOptions, type StageConfig } from '../../config/index.ts';
+import { loadConfig, flagValues, configFlagOptions, isolatedRunOverrides, type StageConfig } from '../../config/index.ts';
 import type { Document } from '../../domain/index.ts';
 import { ConfigError, RmBertError } from '../../errors/index.ts';
 import { kgVersionOf, loadSpoFile, Neo4jKnowledgeGraph, readSpoFile } from '../../knowledge/index.ts';
@@ -125,14 +125,7 @@ export async function run(argv: string[]): Promise<number> {
   let config: StageConfig;
   try {
     config = loadConfig(flagValues(values), {
-      'topics.input': `${runId}.documents`,
-      'topics.output': `${runId}.entities`,
-      'topics.deadLetter': `${runId}.dlq`,
-      'topics.feedback': `${runId}.feedback`,
-      'topics.modelUpdates': `${runId}.model-updates`,
-      groupId: `${runId}.stage`,
-      transactionalIdPrefix: runId,
-      topicPartitions: 1,
+      ...isolatedRunOverrides(runId),
       'metrics.port': 0,
       'metrics.host': '127.0.0.1',
     }, { 'neo4j.password': LOCAL_NEO4J_PASSWORD });
