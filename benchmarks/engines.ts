@@ -229,7 +229,7 @@ async function main(): Promise<void> {
   let peerDescription = '';
   if (!args['no-peer']) {
     try {
-      const { python, description } = setupPeer(log);
+      const { python, description, openblasCoreType } = setupPeer(log);
       peerDescription = description;
       peer = await TorchPeer.start({
         python,
@@ -240,6 +240,7 @@ async function main(): Promise<void> {
         sentences: datasets.flatMap((d) => d.sentences),
         threads,
         waitPolicy,
+        openblasCoreType,
       });
       const p = peer;
       runners.splice(1, 0, {
@@ -443,8 +444,10 @@ async function main(): Promise<void> {
   const int8ExactEnough = f1Drop === null ? null : f1Drop <= 0.3;
   const fastest = int8Faster && int8ExactEnough !== false ? 'onnx-int8' : 'onnx-fp32';
   const loadEnd = loadAverage();
-  const loaded = Math.max(loadStart[0], loadEnd[0]) > os.cpus().length * 0.75;
-  if (Math.max(loadStart[0], loadEnd[0]) > os.cpus().length) {
+  // The benchmark's own threads make up about `threads` of the load average at the end.
+  const otherLoad = Math.max(loadStart[0], loadEnd[0] - threads);
+  const loaded = otherLoad > os.cpus().length * 0.75;
+  if (otherLoad > os.cpus().length) {
     notes.push(
       `load average above the core count (${loadStart[0]} at start, ${loadEnd[0]} at end): every figure is depressed and noisy, ` +
         `and absolute figures say little about a quiet machine. Idle threads ${waitPolicy === 'passive' ? 'waited passively in both runtimes' : 'spun in both runtimes'}; ` +
@@ -536,6 +539,7 @@ function renderMarkdown(result: { command: string; machine: string; date: string
     `Machine: ${result.machine}; load average (1 min) ${s.loadAverage1m.start} at start, ${s.loadAverage1m.end} at end${s.machineLoaded ? ' — **the machine was loaded by other work during this run**' : ''}.`,
     `Model: ${s.model}. Knowledge: ${d.knowledge}. ${d.threads} threads everywhere; idle threads ${d.waitPolicy === 'spin' ? 'spin (both runtimes\' default)' : 'wait passively (ORT allow_spinning=0, OMP_WAIT_POLICY=PASSIVE)'}; ${d.rounds} interleaved round(s); batch 1 on the medical set runs its first ${d.batch1MedicalSentences} inputs.`,
     '',
+    ...(d.peer ? [`Peer: ${(d.peer as { description: string }).description}.`, ''] : []),
     `Matmul peak (2048-cube, GFLOP/s, 2 cores): ${Object.entries(s.peakGflopsByRuntime).map(([k, v]) => `${k} ${v}`).join(', ')}; machine peak ${s.peakGflops}.`,
     '',
     '| engine | data | batch | sentences/s | tokens/s | GFLOP/s | of machine peak | p50 ms/batch | p99 ms/batch |',

@@ -19,15 +19,21 @@ export interface PeerTiming {
   totalMs: number;
 }
 
-/** Runs setup.sh (idempotent); returns the interpreter to use, or throws with the script's output. */
-export function setupPeer(log: (line: string) => void): { python: string; description: string } {
+/**
+ * Runs setup.sh (idempotent); returns the interpreter to use and the OpenBLAS kernel set to force (null:
+ * OpenBLAS's own choice), or throws with the script's output.
+ */
+export function setupPeer(log: (line: string) => void): { python: string; description: string; openblasCoreType: string | null } {
   const r = spawnSync('bash', [path.join(HERE, 'setup.sh')], { encoding: 'utf8', timeout: 900_000 });
   if (r.status !== 0) throw new Error(`benchmarks/peer/setup.sh failed (${r.status}): ${(r.stderr || r.stdout).trim().slice(-500)}`);
   const lines = r.stdout.trim().split('\n');
   const python = lines[lines.length - 1];
-  const description = lines[lines.length - 2] ?? '';
+  const coreLine = lines[lines.length - 2] ?? '';
+  if (!coreLine.startsWith('OPENBLAS_CORETYPE=')) throw new Error(`benchmarks/peer/setup.sh: unexpected output (no OPENBLAS_CORETYPE line): ${r.stdout.trim().slice(-500)}`);
+  const openblasCoreType = coreLine.slice('OPENBLAS_CORETYPE='.length) || null;
+  const description = lines[lines.length - 3] ?? '';
   log(`peer: ${description}`);
-  return { python, description };
+  return { python, description, openblasCoreType };
 }
 
 export class TorchPeer {
@@ -50,6 +56,8 @@ export class TorchPeer {
     threads: number;
     /** OpenMP's idle-thread policy: 'spin' is libgomp's default (OMP_WAIT_POLICY unset). */
     waitPolicy?: 'spin' | 'passive';
+    /** OpenBLAS kernel set to force (setupPeer's choice); null leaves it to OpenBLAS. */
+    openblasCoreType?: string | null;
   }): Promise<TorchPeer> {
     fs.mkdirSync(options.workDir, { recursive: true });
     let weightsFile = options.weightsFile;
@@ -86,6 +94,7 @@ export class TorchPeer {
           OPENBLAS_NUM_THREADS: threads,
           MKL_NUM_THREADS: threads,
           ...(options.waitPolicy === 'passive' ? { OMP_WAIT_POLICY: 'PASSIVE' } : {}),
+          ...(options.openblasCoreType ? { OPENBLAS_CORETYPE: options.openblasCoreType } : {}),
         },
         stdio: ['pipe', 'pipe', 'pipe'],
       },

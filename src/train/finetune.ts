@@ -448,6 +448,10 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
     const batchesPerEpoch = Array.from({ length: o.epochs }, (_, e) => epochBatches(train, e, o.seed, o.batchTokens, o.maxBatchSentences).length);
     const totalSteps = batchesPerEpoch.reduce((a, b) => a + b, 0);
     const schedule = warmupLinear(o.learningRate, Math.round(o.warmup * totalSteps), totalSteps);
+    log(
+      `schedule: ${totalSteps} steps (${batchesPerEpoch.join(' + ')} per epoch), warm-up ${Math.round(o.warmup * totalSteps)}, peak lr ${o.learningRate}` +
+        (o.optimizer === 'recadam' ? `; RecAdam gamma ${o.gamma}, lambda(t) ${o.anneal} k ${o.k} t0 ${o.t0}` : '; Adam'),
+    );
     const common = { weightDecay: o.weightDecay, isPretrained: (n: string) => pretrained.has(n) };
     optimizer = new RecAdam(
       model.variables,

@@ -23,7 +23,7 @@ NAME:
   msra             paper table 4: the same on an MSRA training subset, K-BERT's MSRA test set
   ablation         paper fig. 6: RM-BERT, -MASK, -POS, -RECALL, -KG on medical and MSRA (x seeds)
   recall-distance  paper fig. 7: ||theta - theta*||_1 while fine-tuning, k in 0.001..0.1 at a fixed t0
-  entity-deletion  paper fig. 8: 40-80 % of BodyPart training entities removed; BERT, K-BERT, RM-BERT
+  entity-deletion  paper fig. 8: 40-90 % of BodyPart training entities removed; BERT, K-BERT, RM-BERT
 
 Each run fine-tunes from the backbone and scores the test set; results go to
 runs/experiments/<corpus>/<settings>/<run>/result.json (a finished run is reused by every experiment
@@ -41,6 +41,8 @@ options:
                         for shorter runs)
   --msra-k X, --msra-t0 N   the same for MSRA (default 0.005, 250)
   --corpus LIST         ablation only: medical, msra or both (default both)
+  --fractions LIST      entity-deletion only: fractions of BodyPart entities to remove (default
+                        0.4,0.5,0.6,0.7,0.8,0.9, as the paper)
   --methods LIST        only these methods (bert, kbert, rmbert, no-mask, no-pos, no-kg), e.g. to
                         split one experiment over two processes; run it once more without the list
                         to write the full results
@@ -76,6 +78,7 @@ export async function run(argv: string[]): Promise<number> {
       'msra-t0': { type: 'string' },
       methods: { type: 'string' },
       corpus: { type: 'string' },
+      fractions: { type: 'string' },
       'batch-size': { type: 'string' },
       'msra-batch-size': { type: 'string' },
       'batch-tokens': { type: 'string' },
@@ -132,6 +135,12 @@ export async function run(argv: string[]): Promise<number> {
     if (unknown.length) problems.push(`--corpus: unknown ${unknown.join(', ')} (known: medical, msra)`);
     else if (name !== 'ablation') problems.push('--corpus applies to the ablation only (medical and msra are experiments of their own)');
     else s.corpora = corpora as NamedCorpus[];
+  }
+  if (values.fractions) {
+    const fractions = values.fractions.split(',').map((f) => Number(f.trim()));
+    if (name !== 'entity-deletion') problems.push('--fractions applies to entity-deletion only');
+    else if (fractions.some((f) => !(f > 0 && f < 1))) problems.push(`--fractions must be comma-separated fractions between 0 and 1, e.g. 0.4,0.9 (got "${values.fractions}")`);
+    else s.fractions = fractions;
   }
   if (values.methods) {
     const methods = values.methods.split(',').map((m) => m.trim());

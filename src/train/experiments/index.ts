@@ -5,7 +5,7 @@
  *   msra             table 4: the same on MSRA (a seeded training subset; K-BERT's dev subset and full test)
  *   ablation         fig. 6: RM-BERT and -MASK, -POS, -RECALL, -KG on medical and MSRA
  *   recall-distance  fig. 7: ||theta - theta*||_1 during training for several k (t0 fixed), medical
- *   entity-deletion  fig. 8: BodyPart training entities removed at 40..80 %, BERT / K-BERT / RM-BERT
+ *   entity-deletion  fig. 8: BodyPart training entities removed at 40..90 %, BERT / K-BERT / RM-BERT
  *
  * Every run is one fine-tune + one test evaluation, stored as runs/experiments/<corpus>/<run id>/result.json.
  * Run ids encode the method, seed and every setting that changes the result, so experiments share
@@ -69,6 +69,8 @@ export interface ExperimentSettings {
   methods?: Method[];
   /** The ablation on these corpora only (default both). */
   corpora?: NamedCorpus[];
+  /** Entity deletion at these fractions only (default DELETION_FRACTIONS). */
+  fractions?: number[];
   /** Only list the runs. */
   dryRun: boolean;
 }
@@ -138,9 +140,10 @@ function run(s: RunSelection, corpus: NamedCorpus, method: Method, seed: number,
 }
 
 export const RECALL_DISTANCE_K = [0.001, 0.005, 0.01, 0.05, 0.1];
-export const DELETION_FRACTIONS = [0.4, 0.5, 0.6, 0.7, 0.8];
+/** The paper's fig. 8: 40 % of BodyPart training entities removed, then 10 % more at a time up to 90 %. */
+export const DELETION_FRACTIONS = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 
-type RunSelection = Pick<ExperimentSettings, 'seeds' | 'anneal' | 'methods' | 'corpora'>;
+type RunSelection = Pick<ExperimentSettings, 'seeds' | 'anneal' | 'methods' | 'corpora' | 'fractions'>;
 
 /** The runs of an experiment (only those of `s.methods` when given). */
 export function experimentRuns(name: ExperimentName, s: RunSelection): RunSpec[] {
@@ -160,7 +163,7 @@ function allExperimentRuns(name: ExperimentName, s: RunSelection): RunSpec[] {
     case 'recall-distance':
       return RECALL_DISTANCE_K.map((k) => run(s, 'medical', 'rmbert', s.seeds[0], { k }));
     case 'entity-deletion':
-      return DELETION_FRACTIONS.flatMap((f) =>
+      return (s.fractions ?? DELETION_FRACTIONS).flatMap((f) =>
         (['bert', 'kbert', 'rmbert'] as Method[]).map((m) => run(s, 'medical', m, s.seeds[0], { deleteType: 'BodyPart', deleteFraction: f })),
       );
   }
@@ -477,6 +480,7 @@ export function experimentCommand(name: ExperimentName, s: ExperimentSettings): 
   if (s.methods) flags.push(`--methods ${s.methods.join(',')}`);
   const corpora: NamedCorpus[] = name === 'msra' ? ['msra'] : name === 'ablation' ? (s.corpora ?? ['medical', 'msra']) : ['medical'];
   if (name === 'ablation' && s.corpora) flags.push(`--corpus ${s.corpora.join(',')}`);
+  if (name === 'entity-deletion' && s.fractions) flags.push(`--fractions ${s.fractions.join(',')}`);
   for (const corpus of corpora) {
     const flag = corpus === 'msra' ? '--msra-' : '--';
     // fig. 7 varies k itself.
@@ -611,7 +615,7 @@ export function summarize(name: ExperimentName, results: RunResult[], s: Experim
   // entity-deletion
   const byMethod = groupBy(results, (r) => r.spec.method);
   const md = ['# BodyPart entities removed from the training set (paper fig. 8)', '', bl, '', `medical, seed ${s.seeds[0]}; test strict F1 overall / on BodyPart (%).`, '', `| removed | ${[...byMethod.keys()].map((m) => METHODS[m as Method].label).join(' | ')} |`, `|---|${[...byMethod.keys()].map(() => '---').join('|')}|`];
-  for (const f of DELETION_FRACTIONS) {
+  for (const f of s.fractions ?? DELETION_FRACTIONS) {
     const cells = [...byMethod.values()].map((runs) => {
       const r = runs.find((x) => x.spec.deleteFraction === f);
       return r ? `${pct(r.test.strict.f1)} / ${pct(r.test.perType.BodyPart?.f1 ?? NaN)}` : '—';

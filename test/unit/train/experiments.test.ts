@@ -17,8 +17,18 @@ test('experiments share runs: ablation reuses table 3 runs, fig. 7 reuses the pa
   assert.ok(fig7.some((r) => r.id === 'rmbert-s1' && r.k === 0.01), 'k = 0.01, t0 = 1000 is the medical RM-BERT run');
   assert.ok(fig7.some((r) => r.id === 'rmbert-s1-k0.1-t1000'));
   const fig8 = experimentRuns('entity-deletion', settings);
-  assert.equal(fig8.length, 15);
+  assert.equal(fig8.length, 18, '40 % to 90 % of BodyPart removed, as the paper, x 3 methods');
   assert.ok(fig8.every((r) => r.seed === 1 && r.deleteType === 'BodyPart'));
+  const ends = { ...settings, fractions: [0.4, 0.9] };
+  assert.deepEqual(experimentRuns('entity-deletion', ends).map((r) => r.id), [
+    'bert-s1-del-BodyPart-0.4',
+    'kbert-s1-del-BodyPart-0.4',
+    'rmbert-s1-del-BodyPart-0.4',
+    'bert-s1-del-BodyPart-0.9',
+    'kbert-s1-del-BodyPart-0.9',
+    'rmbert-s1-del-BodyPart-0.9',
+  ]);
+  assert.match(experimentCommand('entity-deletion', ends), /--fractions 0\.4,0\.9/);
 });
 
 test('a scaled RecAdam schedule renames only RecAdam runs; --methods selects a part; the command reproduces the settings', () => {
