@@ -55,7 +55,7 @@ const samples: { tMs: number; rssMb: number; heapMb: number; externalMb: number 
 const t0 = performance.now();
 const sample = () => {
   const m = process.memoryUsage();
-  samples.push({ tMs: performance.now() - t0, rssMb: m.rss / 2 ** 20, heapMb: m.heapUsed / 2 ** 20, externalMb: (m.external + m.arrayBuffers) / 2 ** 20 });
+  samples.push({ tMs: performance.now() - t0, rssMb: m.rss / 2 ** 20, heapMb: m.heapUsed / 2 ** 20, externalMb: m.external / 2 ** 20 /* arrayBuffers is part of external */ });
 };
 sample();
 const timer = setInterval(sample, sampleMs);

@@ -153,7 +153,7 @@ for (const [name, config] of Object.entries(models)) {
   }
 }
 
-const machine = `2 cores (AMD EPYC Zen 4, shared with other jobs), tfjs ${selection.engineName}, one thread`;
+const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}), tfjs ${selection.engineName}, one thread`;
 const summary: Record<string, number> = {};
 for (const r of rows) {
   const key = String(r.model).split(' ')[0];

@@ -310,7 +310,8 @@ export async function executeRun(spec: RunSpec, s: ExperimentSettings, tokenizer
     overwrite: true,
     runDir,
     resume,
-    progress: process.stderr.isTTY,
+    // Also when stderr is a log file: grids run for hours in the background (the bar then prints a line every 15 s).
+    progress: true,
     log: (line) => log(`  ${line}`),
     extraTraining: { experimentRun: spec },
   });
@@ -493,7 +494,7 @@ export function experimentCommand(name: ExperimentName, s: ExperimentSettings): 
 function baseJson(name: ExperimentName, s: ExperimentSettings, backbone: BackboneInfo, summary: Record<string, unknown>, details: Record<string, unknown>) {
   return {
     command: experimentCommand(name, s),
-    machine: `2 cores (AMD EPYC Zen 4), ${os.cpus().length} CPUs visible, tfjs backend chosen at run time (one thread on wasm)`,
+    machine: `${os.cpus().length} cores (${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}), tfjs backend chosen at run time (one thread on wasm)`,
     date: new Date().toISOString(),
     summary: { ...summary, seeds: s.seeds, backbone: { layers: backbone.layers, hidden: backbone.hidden, heads: backbone.heads, params: backbone.params, pretrainingTokens: backbone.pretrainingTokens, version: backbone.version } },
     details: { settings: { ...s, dryRun: undefined }, ...details },
