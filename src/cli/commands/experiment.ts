@@ -2,6 +2,7 @@
  * `rmbert experiment NAME`: runs one of the paper's experiments (tables 3-5, figs 6-8) end to end and
  * writes benchmarks/results/<NAME>.{json,md,svg}.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../../errors/index.ts';
@@ -56,6 +57,9 @@ options:
   --max-minutes X       time limit per run (default none)
   --runs-dir DIR        where runs are stored (default runs/experiments)
   --results-dir DIR     where NAME.json/.md/.svg go (default benchmarks/results)
+  --reuse FILE[,FILE]   take finished runs that runs/ lacks (a fresh checkout) from earlier results
+                        files, e.g. benchmarks/results/entity-deletion.json; refused unless their
+                        settings and backbone are this command's; the results name the runs taken
   --keep-models         keep every run's model artifact (default: only results and curves)
   --backend NAME        auto | node-gpu | node | wasm | cpu (default auto)
   --dry-run             list the runs (and which are done) without training
@@ -90,6 +94,7 @@ export async function run(argv: string[]): Promise<number> {
       'keep-models': { type: 'boolean' },
       'runs-dir': { type: 'string' },
       'results-dir': { type: 'string' },
+      reuse: { type: 'string' },
       backend: { type: 'string' },
       'dry-run': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -117,6 +122,12 @@ export async function run(argv: string[]): Promise<number> {
   if (values.backbone) s.backboneDir = path.resolve(values.backbone);
   if (values['runs-dir']) s.runsDir = path.resolve(values['runs-dir']);
   if (values['results-dir']) s.resultsDir = path.resolve(values['results-dir']);
+  if (values.reuse) {
+    const files = values.reuse.split(',').map((f) => path.resolve(f.trim()));
+    const missing = files.filter((f) => !existsSync(f));
+    if (missing.length) problems.push(`--reuse: no such file ${missing.join(', ')}`);
+    else s.reuse = files;
+  }
   if (values.seeds) {
     const seeds = values.seeds.split(',').map((x) => Number(x.trim()));
     if (seeds.length === 0 || seeds.some((x) => !Number.isInteger(x) || x < 0)) problems.push(`--seeds must be comma-separated integers (got "${values.seeds}")`);

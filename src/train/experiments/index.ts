@@ -71,6 +71,11 @@ export interface ExperimentSettings {
   corpora?: NamedCorpus[];
   /** Entity deletion at these fractions only (default DELETION_FRACTIONS). */
   fractions?: number[];
+  /**
+   * Earlier results files (benchmarks/results/NAME.json) whose recorded runs stand in for runs that
+   * runs/ no longer holds (a fresh checkout), when their settings and backbone are these.
+   */
+  reuse?: string[];
   /** Only list the runs. */
   dryRun: boolean;
 }
@@ -125,6 +130,8 @@ export interface RunResult {
   curve: Array<{ step: number; loss: number; lambda: number; l1: number }>;
   deleted?: { removed: number; kept: number };
   finishedAt: string;
+  /** Set when the run was taken from an earlier results file instead of runs/ (no history or curve then). */
+  reusedFrom?: string;
 }
 
 function run(s: RunSelection, corpus: NamedCorpus, method: Method, seed: number, extra: Partial<RunSpec> = {}): RunSpec {
@@ -646,6 +653,68 @@ export function summarize(name: ExperimentName, results: RunResult[], s: Experim
   };
 }
 
+/** A run as a results file records it (summarize's runsDetail). */
+interface RecordedRun {
+  id: string;
+  corpus: NamedCorpus;
+  method: Method;
+  seed: number;
+  k: number;
+  t0: number;
+  steps: number;
+  bestEpoch: number;
+  test: Pick<NerEvaluation, 'strict' | 'kbert' | 'perType' | 'confusion'>;
+  dev: RunResult['dev'];
+  trainSentencesPerSecond: number;
+  trainMinutes: number;
+}
+
+/**
+ * Runs recorded in earlier results files, by corpus and id, from the files whose settings (everything
+ * that changes a run's outcome) and backbone version are these; a file that differs is refused with
+ * the setting that differs, so a reused number is always one this command would have produced.
+ */
+export async function loadReusableRuns(files: readonly string[], s: ExperimentSettings, backboneVersion: string): Promise<Map<string, RunResult>> {
+  const out = new Map<string, RunResult>();
+  for (const file of files) {
+    let json: { date?: string; summary?: { backbone?: { version?: string } }; details?: { settings?: ExperimentSettings; runs?: RecordedRun[] } };
+    try {
+      json = JSON.parse(await readFile(file, 'utf8'));
+    } catch (err) {
+      throw new ConfigError([`--reuse ${file}: cannot read it as a results file (${(err as Error).message})`]);
+    }
+    const recorded = json.details?.settings;
+    if (!recorded || !Array.isArray(json.details?.runs)) throw new ConfigError([`--reuse ${file}: not an experiment results file (no details.settings and details.runs)`]);
+    if (json.summary?.backbone?.version !== backboneVersion) {
+      throw new ConfigError([`--reuse ${file}: its runs used backbone ${json.summary?.backbone?.version ?? 'unknown'}, this command uses ${backboneVersion}`]);
+    }
+    for (const run of json.details.runs) {
+      const want = settingsKey(s, run.corpus);
+      const had = settingsKey({ ...defaultExperimentSettings('.'), ...recorded }, run.corpus);
+      const differs = Object.keys(want).filter((key) => want[key] !== had[key]);
+      if (differs.length) throw new ConfigError([`--reuse ${file}: run ${run.id} was trained with other settings (${differs.map((key) => `${key} ${String(had[key])} instead of ${String(want[key])}`).join(', ')})`]);
+      const spec: RunSpec = { id: run.id, corpus: run.corpus, method: run.method, seed: run.seed, k: run.k, t0: run.t0 };
+      out.set(`${run.corpus}/${run.id}`, {
+        spec,
+        settings: want,
+        status: 'reused',
+        steps: run.steps,
+        bestEpoch: run.bestEpoch,
+        history: [],
+        trainSentencesPerSecond: run.trainSentencesPerSecond,
+        trainSeconds: run.trainMinutes * 60,
+        parameters: NaN,
+        dev: run.dev,
+        test: { sentences: NaN, tokens: NaN, ...run.test },
+        curve: [],
+        finishedAt: json.date ?? '',
+        reusedFrom: path.relative(process.cwd(), path.resolve(file)),
+      });
+    }
+  }
+  return out;
+}
+
 /** Runs (or resumes) every run of the experiment and writes its results. */
 export async function runExperiment(name: ExperimentName, s: ExperimentSettings, tokenizer: BertTokenizer, log: (line: string) => void): Promise<ExperimentOutput | null> {
   const runs = experimentRuns(name, s);
@@ -660,9 +729,17 @@ export async function runExperiment(name: ExperimentName, s: ExperimentSettings,
     throw new ConfigError([`no backbone artifact at ${s.backboneDir}: pretrain one first (rmbert pretrain) or give --backbone DIR`]);
   }
   const backbone = await backboneInfo(s.backboneDir, tokenizer);
+  const reusable = await loadReusableRuns(s.reuse ?? [], s, backbone.version);
   const results: RunResult[] = [];
   for (const [i, spec] of runs.entries()) {
     log(`[${i + 1}/${runs.length}]`);
+    const recorded = reusable.get(`${spec.corpus}/${spec.id}`);
+    if (recorded && !existsSync(path.join(settingsDir(s, spec.corpus), spec.id, 'result.json'))) {
+      log(`${spec.corpus}/${spec.id}: taken from ${recorded.reusedFrom} (${recorded.finishedAt})`);
+      // The recorded run lacks only what the file does not keep; the spec is this command's (fraction included).
+      results.push({ ...recorded, spec });
+      continue;
+    }
     results.push(await executeRun(spec, s, tokenizer, log));
   }
   if (s.methods) {
@@ -671,6 +748,12 @@ export async function runExperiment(name: ExperimentName, s: ExperimentSettings,
     return null;
   }
   const output = summarize(name, results, s, backbone);
+  const reused = results.filter((r) => r.reusedFrom);
+  if (reused.length) {
+    output.json.details = { ...(output.json.details as Record<string, unknown>), reused: reused.map((r) => ({ id: r.spec.id, corpus: r.spec.corpus, from: r.reusedFrom, recorded: r.finishedAt })) };
+    const files = [...new Set(reused.map((r) => r.reusedFrom))].join(', ');
+    output.markdown += `\n\n${reused.length} of the ${results.length} runs (${reused.map((r) => r.spec.id).join(', ')}) were taken from ${files} (\`--reuse\`): trained earlier with these settings and backbone; the command above retrains them where runs/ lacks them.`;
+  }
   await mkdir(s.resultsDir, { recursive: true });
   await writeFile(path.join(s.resultsDir, `${name}.json`), JSON.stringify(output.json, null, 1) + '\n');
   await writeFile(path.join(s.resultsDir, `${name}.md`), output.markdown + '\n');

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { defaultExperimentSettings, experimentCommand, experimentRuns, summarize } from '../../../src/train/experiments/index.ts';
+import { defaultExperimentSettings, experimentCommand, experimentRuns, loadReusableRuns, summarize } from '../../../src/train/experiments/index.ts';
 import type { RunResult, RunSpec } from '../../../src/train/experiments/index.ts';
 import { prf } from '../../../src/train/metrics.ts';
 import type { NerEvaluation } from '../../../src/train/metrics.ts';
@@ -107,4 +107,29 @@ test('medical summary: means over seeds of both metrics, per-type F1, backbone, 
   assert.match(out.markdown, /\| paper RM-BERT \| 89\.70 \| 98\.09 \|/);
   assert.deepEqual(Object.keys(out.svgs), ['medical.svg', 'medical-dev-curves.svg']);
   for (const svg of Object.values(out.svgs)) assert.match(svg, /^<\?xml[^>]*>\n<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+});
+
+test('--reuse takes runs from an earlier results file only when its settings and backbone are the same', async () => {
+  const { mkdtemp, writeFile } = await import('node:fs/promises');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const s = { ...settings, seeds: [1], fractions: [0.9] };
+  const specs = experimentRuns('entity-deletion', s);
+  const results = specs.map((spec, i) => ({ ...result({ corpus: 'medical', method: spec.method, seed: 1 }, 0.6 + i / 100, 0.7), spec }));
+  const backbone = { dir: '/b', version: 'bb+123', layers: 3, hidden: 192, heads: 3, params: 5_500_000, pretrainingTokens: 4_000_000 };
+  const file = path.join(await mkdtemp(path.join(os.tmpdir(), 'rmbert-reuse-')), 'entity-deletion.json');
+  await writeFile(file, JSON.stringify(summarize('entity-deletion', results, s, backbone).json));
+
+  const reused = await loadReusableRuns([file], s, 'bb+123');
+  assert.deepEqual([...reused.keys()], specs.map((spec) => `medical/${spec.id}`));
+  const rm = reused.get(`medical/${specs[2].id}`)!;
+  assert.equal(rm.test.strict.f1, 0.62);
+  assert.equal(rm.test.perType.BodyPart.f1, 0.62);
+  assert.equal(rm.status, 'reused');
+  assert.match(rm.reusedFrom!, /entity-deletion\.json$/);
+
+  await assert.rejects(loadReusableRuns([file], { ...s, epochs: s.epochs + 1 }, 'bb+123'), /other settings \(epochs 5 instead of 6\)/);
+  await assert.rejects(loadReusableRuns([file], s, 'bb+456'), /backbone bb\+123, this command uses bb\+456/);
+  await writeFile(file, '{"summary": {}}');
+  await assert.rejects(loadReusableRuns([file], s, 'bb+123'), /not an experiment results file/);
 });
