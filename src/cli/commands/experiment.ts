@@ -43,7 +43,8 @@ options:
   --msra-k X, --msra-t0 N   the same for MSRA (default 0.005, 250)
   --corpus LIST         ablation only: medical, msra or both (default both)
   --fractions LIST      entity-deletion only: fractions of BodyPart entities to remove (default
-                        0.4,0.5,0.6,0.7,0.8,0.9, as the paper)
+                        0.4,0.5,0.6,0.7,0.8,0.9, as the paper); 0 adds the point with nothing
+                        removed, which is the medical experiment's run of the first seed
   --methods LIST        only these methods (bert, kbert, rmbert, no-mask, no-pos, no-kg), e.g. to
                         split one experiment over two processes; run it once more without the list
                         to write the full results
@@ -150,7 +151,7 @@ export async function run(argv: string[]): Promise<number> {
   if (values.fractions) {
     const fractions = values.fractions.split(',').map((f) => Number(f.trim()));
     if (name !== 'entity-deletion') problems.push('--fractions applies to entity-deletion only');
-    else if (fractions.some((f) => !(f > 0 && f < 1))) problems.push(`--fractions must be comma-separated fractions between 0 and 1, e.g. 0.4,0.9 (got "${values.fractions}")`);
+    else if (fractions.some((f) => !(f >= 0 && f < 1))) problems.push(`--fractions must be comma-separated fractions from 0 up to (not including) 1, e.g. 0,0.4,0.9 (got "${values.fractions}")`);
     else s.fractions = fractions;
   }
   if (values.methods) {

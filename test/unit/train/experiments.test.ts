@@ -29,6 +29,8 @@ test('experiments share runs: ablation reuses table 3 runs, fig. 7 reuses the pa
     'rmbert-s1-del-BodyPart-0.9',
   ]);
   assert.match(experimentCommand('entity-deletion', ends), /--fractions 0\.4,0\.9/);
+  const withBaseline = experimentRuns('entity-deletion', { ...settings, fractions: [0, 0.9] }).map((r) => r.id);
+  assert.deepEqual(withBaseline.slice(0, 3), ['bert-s1', 'kbert-s1', 'rmbert-s1'], 'nothing removed is the medical experiment\'s first-seed run');
 });
 
 test('a scaled RecAdam schedule renames only RecAdam runs; --methods selects a part; the command reproduces the settings', () => {
