@@ -130,7 +130,7 @@ export interface RunResult {
   curve: Array<{ step: number; loss: number; lambda: number; l1: number }>;
   deleted?: { removed: number; kept: number };
   finishedAt: string;
-  /** Set when the run was taken from an earlier results file instead of runs/ (no history or curve then). */
+  /** Set when the run was taken from an earlier results file instead of runs/ (no history then, and a curve only from fig. 7's file). */
   reusedFrom?: string;
 }
 
@@ -677,7 +677,7 @@ interface RecordedRun {
 export async function loadReusableRuns(files: readonly string[], s: ExperimentSettings, backboneVersion: string): Promise<Map<string, RunResult>> {
   const out = new Map<string, RunResult>();
   for (const file of files) {
-    let json: { date?: string; summary?: { backbone?: { version?: string } }; details?: { settings?: ExperimentSettings; runs?: RecordedRun[] } };
+    let json: { date?: string; summary?: { backbone?: { version?: string } }; details?: { settings?: ExperimentSettings; runs?: RecordedRun[]; curves?: Record<string, RunResult['curve']> } };
     try {
       json = JSON.parse(await readFile(file, 'utf8'));
     } catch (err) {
@@ -706,7 +706,8 @@ export async function loadReusableRuns(files: readonly string[], s: ExperimentSe
         parameters: NaN,
         dev: run.dev,
         test: { sentences: NaN, tokens: NaN, ...run.test },
-        curve: [],
+        // fig. 7's file keeps each run's curve by k.
+        curve: (run.method === 'rmbert' && json.details.curves?.[String(run.k)]) || [],
         finishedAt: json.date ?? '',
         reusedFrom: path.relative(process.cwd(), path.resolve(file)),
       });

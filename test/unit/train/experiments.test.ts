@@ -132,6 +132,10 @@ test('--reuse takes runs from an earlier results file only when its settings and
 
   await assert.rejects(loadReusableRuns([file], { ...s, epochs: s.epochs + 1 }, 'bb+123'), /other settings \(epochs 5 instead of 6\)/);
   await assert.rejects(loadReusableRuns([file], s, 'bb+456'), /backbone bb\+123, this command uses bb\+456/);
+  const fig7 = experimentRuns('recall-distance', s).map((spec, i) => ({ ...result({ corpus: 'medical', method: 'rmbert', seed: 1 }, 0.8, 0.8), spec, curve: [{ step: 10, loss: 1, lambda: 0.5, l1: i }] }));
+  await writeFile(file, JSON.stringify(summarize('recall-distance', fig7, s, backbone).json));
+  const curves = await loadReusableRuns([file], s, 'bb+123');
+  assert.deepEqual(fig7.map((r) => curves.get(`medical/${r.spec.id}`)?.curve), fig7.map((r) => r.curve), "fig. 7's curves come back by k");
   await writeFile(file, '{"summary": {}}');
   await assert.rejects(loadReusableRuns([file], s, 'bb+123'), /not an experiment results file/);
 });
