@@ -28,7 +28,7 @@ import { writeArtifact } from '../src/model/artifact.ts';
 import { SHIPPED_VOCAB_SHA256 } from '../src/model/tokenizer.ts';
 import { KnowledgeGate } from '../src/pipeline/knowledge-gate.ts';
 import { SILENT_LOGGER, createJsonLogger } from '../src/pipeline/logging.ts';
-import { NO_STAGE_METRICS, STAGE_NAMES, type ModelRuntime } from '../src/pipeline/ports.ts';
+import { delegatingModel, NO_STAGE_METRICS, STAGE_NAMES, type ModelRuntime } from '../src/pipeline/ports.ts';
 import { BatchProcessor } from '../src/pipeline/processor.ts';
 import { StreamClient } from '../src/stream/client.ts';
 import { startStage } from '../src/stream/stage.ts';
@@ -246,22 +246,14 @@ async function main(): Promise<void> {
     for (let c = 0; c < copies; c++) texts.forEach((text, i) => docs.push({ id: `d${c}-${i}`, sourceSystem: 'bench', patientRef: `p${i}`, text, language: 'zh', createdAt: 0, section: null }));
     const windowsPerDoc = new Map<string, number>();
     const windows: InjectedSentence[] = [];
-    const capturing: ModelRuntime = {
-      ...model,
-      version: model.version,
-      engine: model.engine,
-      usesKnowledge: model.usesKnowledge,
-      tokenize: (t) => model.tokenize(t),
+    const capturing = delegatingModel(model, {
       inject: (s, tokens, m, triples) => {
         const r = model.inject(s, tokens, m, triples);
         windowsPerDoc.set(s.docId, (windowsPerDoc.get(s.docId) ?? 0) + r.windows.length);
         windows.push(...r.windows);
         return r;
       },
-      classify: (w) => model.classify(w),
-      decode: (s, l) => model.decode(s, l),
-      dispose: () => model.dispose(),
-    };
+    });
     const gate = new KnowledgeGate(knowledge, { retryInitialMs: 500, retryMaxMs: 5000, logger: SILENT_LOGGER, metrics: NO_STAGE_METRICS });
     await new BatchProcessor({ knowledge: gate, limits: { maxTextChars: 100_000 }, metrics: NO_STAGE_METRICS, logger: SILENT_LOGGER }).process(docs.slice(0, texts.length), capturing);
     for (let c = 1; c < copies; c++) texts.forEach((_, i) => windowsPerDoc.set(`d${c}-${i}`, windowsPerDoc.get(`d0-${i}`) ?? 0));

@@ -69,6 +69,23 @@ export interface ModelRuntime {
   dispose(): Promise<void>;
 }
 
+/**
+ * A model that delegates to `model` except where `overrides` says otherwise: to observe or alter
+ * what reaches the engine (benchmarks capture the injected sentences, tests poison some).
+ */
+export function delegatingModel(model: ModelRuntime, overrides: Partial<Pick<ModelRuntime, 'inject' | 'classify'>>): ModelRuntime {
+  return {
+    version: model.version,
+    engine: model.engine,
+    usesKnowledge: model.usesKnowledge,
+    tokenize: (text) => model.tokenize(text),
+    inject: overrides.inject ?? ((sentence, tokens, matches, triples) => model.inject(sentence, tokens, matches, triples)),
+    classify: overrides.classify ?? ((sentences) => model.classify(sentences)),
+    decode: (sentence, logits) => model.decode(sentence, logits),
+    dispose: () => model.dispose(),
+  };
+}
+
 /** What to load: an artifact directory, optionally pinned to a manifest hash. */
 export interface ModelRequest {
   location: string;

@@ -13,7 +13,8 @@ import type { Document, Triple } from '../../../src/domain/index.ts';
 import { loadSpoFile, Neo4jKnowledgeGraph } from '../../../src/knowledge/index.ts';
 import { createJsonLogger } from '../../../src/pipeline/logging.ts';
 import type { InjectedSentence, } from '../../../src/domain/index.ts';
-import type { Logger, ModelLoader, ModelRuntime } from '../../../src/pipeline/ports.ts';
+import { delegatingModel } from '../../../src/pipeline/ports.ts';
+import type { Logger, ModelLoader } from '../../../src/pipeline/ports.ts';
 import { codecs, type DeadLetterRecord, type EntityAnnotationsRecord } from '../../../src/stream/codecs.ts';
 import { toEmrDocumentRecord } from '../../../src/stream/records.ts';
 import { KAFKA_BROKERS, NEO4J_PASSWORD, NEO4J_URI, NEO4J_USER } from '../../helpers/infra.ts';
@@ -199,11 +200,7 @@ export function poisoningLoader(inner: ModelLoader, marker: string): ModelLoader
     async load(request) {
       const model = await inner.load(request);
       const poisoned = new WeakSet<InjectedSentence>();
-      const wrapped: ModelRuntime = {
-        version: model.version,
-        engine: model.engine,
-        usesKnowledge: model.usesKnowledge,
-        tokenize: (t) => model.tokenize(t),
+      const wrapped = delegatingModel(model, {
         inject: (s, tokens, matches, triples) => {
           const result = model.inject(s, tokens, matches, triples);
           if (s.text.includes(marker)) for (const w of result.windows) poisoned.add(w);
@@ -213,9 +210,7 @@ export function poisoningLoader(inner: ModelLoader, marker: string): ModelLoader
           if (sentences.some((s) => poisoned.has(s))) throw new RangeError('Attempt to access memory outside buffer bounds');
           return model.classify(sentences);
         },
-        decode: (s, l) => model.decode(s, l),
-        dispose: () => model.dispose(),
-      };
+      });
       return wrapped;
     },
   };
