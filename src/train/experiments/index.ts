@@ -522,7 +522,7 @@ function summarizeMethods(results: RunResult[], corpus: NamedCorpus) {
 export function summarize(name: ExperimentName, results: RunResult[], s: ExperimentSettings, backbone: BackboneInfo): ExperimentOutput {
   const bl = backboneLine(backbone);
   const caption = backboneCaption(backbone);
-  const runsDetail = results.map((r) => ({ id: r.spec.id, corpus: r.spec.corpus, method: r.spec.method, seed: r.spec.seed, k: r.spec.k, t0: r.spec.t0, steps: r.steps, bestEpoch: r.bestEpoch, test: { strict: r.test.strict, kbert: r.test.kbert, perType: r.test.perType, confusion: r.test.confusion }, dev: r.dev, trainSentencesPerSecond: r.trainSentencesPerSecond, trainMinutes: r.trainSeconds / 60 }));
+  const runsDetail = results.map((r) => ({ id: r.spec.id, corpus: r.spec.corpus, method: r.spec.method, seed: r.spec.seed, k: r.spec.k, t0: r.spec.t0, steps: r.steps, bestEpoch: r.bestEpoch, test: { strict: r.test.strict, kbert: r.test.kbert, perType: r.test.perType, confusion: r.test.confusion }, dev: r.dev, trainSentencesPerSecond: r.trainSentencesPerSecond, trainMinutes: r.trainSeconds / 60, ...(r.deleted ? { deleted: r.deleted } : {}) }));
   if (name === 'medical' || name === 'msra') {
     const corpus = name;
     const { byMethod, summary } = summarizeMethods(results, corpus);
@@ -622,7 +622,7 @@ export function summarize(name: ExperimentName, results: RunResult[], s: Experim
   }
   // entity-deletion
   const byMethod = groupBy(results, (r) => r.spec.method);
-  const md = ['# BodyPart entities removed from the training set (paper fig. 8)', '', bl, '', `medical, seed ${s.seeds[0]}; test strict F1 overall / on BodyPart (%).`, '', `| removed | ${[...byMethod.keys()].map((m) => METHODS[m as Method].label).join(' | ')} |`, `|---|${[...byMethod.keys()].map(() => '---').join('|')}|`];
+  const md = ['# BodyPart entities removed from the training set (paper fig. 8)', '', bl, '', `medical, seed ${s.seeds[0]}; test strict F1 overall / on BodyPart (%). A removed entity's characters are labelled O in its training sentence (the sentence stays), so the model is taught that those mentions are not entities; the paper says only that the entities were deleted at random.`, '', `| removed | ${[...byMethod.keys()].map((m) => METHODS[m as Method].label).join(' | ')} |`, `|---|${[...byMethod.keys()].map(() => '---').join('|')}|`];
   for (const f of s.fractions ?? DELETION_FRACTIONS) {
     const cells = [...byMethod.values()].map((runs) => {
       const r = runs.find((x) => x.spec.deleteFraction === f);
@@ -667,6 +667,7 @@ interface RecordedRun {
   dev: RunResult['dev'];
   trainSentencesPerSecond: number;
   trainMinutes: number;
+  deleted?: RunResult['deleted'];
 }
 
 /**
@@ -708,6 +709,7 @@ export async function loadReusableRuns(files: readonly string[], s: ExperimentSe
         test: { sentences: NaN, tokens: NaN, ...run.test },
         // fig. 7's file keeps each run's curve by k.
         curve: (run.method === 'rmbert' && json.details.curves?.[String(run.k)]) || [],
+        ...(run.deleted ? { deleted: run.deleted } : {}),
         finishedAt: json.date ?? '',
         reusedFrom: path.relative(process.cwd(), path.resolve(file)),
       });
