@@ -132,6 +132,8 @@ export interface RunResult {
   finishedAt: string;
   /** Set when the run was taken from an earlier results file instead of runs/ (no history then, and a curve only from fig. 7's file). */
   reusedFrom?: string;
+  /** The machine the results file names, for a reused run. */
+  reusedMachine?: string;
 }
 
 function run(s: RunSelection, corpus: NamedCorpus, method: Method, seed: number, extra: Partial<RunSpec> = {}): RunSpec {
@@ -678,7 +680,7 @@ interface RecordedRun {
 export async function loadReusableRuns(files: readonly string[], s: ExperimentSettings, backboneVersion: string): Promise<Map<string, RunResult>> {
   const out = new Map<string, RunResult>();
   for (const file of files) {
-    let json: { date?: string; summary?: { backbone?: { version?: string } }; details?: { settings?: ExperimentSettings; runs?: RecordedRun[]; curves?: Record<string, RunResult['curve']> } };
+    let json: { date?: string; machine?: string; summary?: { backbone?: { version?: string } }; details?: { settings?: ExperimentSettings; runs?: RecordedRun[]; curves?: Record<string, RunResult['curve']>; reused?: Array<{ id: string; corpus: string; from: string; recorded: string; machine?: string }> } };
     try {
       json = JSON.parse(await readFile(file, 'utf8'));
     } catch (err) {
@@ -689,7 +691,10 @@ export async function loadReusableRuns(files: readonly string[], s: ExperimentSe
     if (json.summary?.backbone?.version !== backboneVersion) {
       throw new ConfigError([`--reuse ${file}: its runs used backbone ${json.summary?.backbone?.version ?? 'unknown'}, this command uses ${backboneVersion}`]);
     }
+    // A run this file had itself taken from an earlier one keeps its first file, date and machine.
+    const earlier = new Map((json.details.reused ?? []).map((e) => [`${e.corpus}/${e.id}`, e]));
     for (const run of json.details.runs) {
+      const first = earlier.get(`${run.corpus}/${run.id}`);
       const want = settingsKey(s, run.corpus);
       const had = settingsKey({ ...defaultExperimentSettings('.'), ...recorded }, run.corpus);
       const differs = Object.keys(want).filter((key) => want[key] !== had[key]);
@@ -710,8 +715,9 @@ export async function loadReusableRuns(files: readonly string[], s: ExperimentSe
         // fig. 7's file keeps each run's curve by k.
         curve: (run.method === 'rmbert' && json.details.curves?.[String(run.k)]) || [],
         ...(run.deleted ? { deleted: run.deleted } : {}),
-        finishedAt: json.date ?? '',
-        reusedFrom: path.relative(process.cwd(), path.resolve(file)),
+        finishedAt: first?.recorded ?? json.date ?? '',
+        reusedFrom: first?.from ?? path.relative(process.cwd(), path.resolve(file)),
+        reusedMachine: first?.machine ?? json.machine ?? 'unknown machine',
       });
     }
   }
@@ -753,9 +759,10 @@ export async function runExperiment(name: ExperimentName, s: ExperimentSettings,
   const output = summarize(name, results, s, backbone);
   const reused = results.filter((r) => r.reusedFrom);
   if (reused.length) {
-    output.json.details = { ...(output.json.details as Record<string, unknown>), reused: reused.map((r) => ({ id: r.spec.id, corpus: r.spec.corpus, from: r.reusedFrom, recorded: r.finishedAt })) };
-    const files = [...new Set(reused.map((r) => r.reusedFrom))].join(', ');
-    output.markdown += `\n\n${reused.length} of the ${results.length} runs (${reused.map((r) => r.spec.id).join(', ')}) were taken from ${files} (\`--reuse\`): trained earlier with these settings and backbone; the command above retrains them where runs/ lacks them.`;
+    output.json.details = { ...(output.json.details as Record<string, unknown>), reused: reused.map((r) => ({ id: r.spec.id, corpus: r.spec.corpus, from: r.reusedFrom, recorded: r.finishedAt, machine: r.reusedMachine })) };
+    const sources = groupBy(reused, (r) => `${r.reusedFrom} (written ${r.finishedAt.slice(0, 10)}, ${r.reusedMachine})`);
+    const taken = [...sources].map(([source, runs]) => `${runs.map((r) => r.spec.id).join(', ')} from ${source}`).join('; ');
+    output.markdown += `\n\n${reused.length} of the ${results.length} runs were taken from earlier results files (\`--reuse\`), trained with these settings and backbone: ${taken}. The command above retrains them where runs/ lacks them.`;
   }
   await mkdir(s.resultsDir, { recursive: true });
   await writeFile(path.join(s.resultsDir, `${name}.json`), JSON.stringify(output.json, null, 1) + '\n');

@@ -130,6 +130,15 @@ test('--reuse takes runs from an earlier results file only when its settings and
   assert.equal(rm.status, 'reused');
   assert.match(rm.reusedFrom!, /entity-deletion\.json$/);
 
+  const json = summarize('entity-deletion', results, s, backbone).json;
+  const rewritten = { ...json, machine: 'machine B', date: '2026-02-02', details: { ...(json.details as Record<string, unknown>), reused: [{ id: specs[0].id, corpus: 'medical', from: 'first.json', recorded: '2026-01-01', machine: 'machine A' }] } };
+  await writeFile(file, JSON.stringify(rewritten));
+  const again = await loadReusableRuns([file], s, 'bb+123');
+  const first = again.get(`medical/${specs[0].id}`)!;
+  assert.deepEqual([first.reusedFrom, first.finishedAt, first.reusedMachine], ['first.json', '2026-01-01', 'machine A'], 'a run taken before keeps where it was trained');
+  const second = again.get(`medical/${specs[1].id}`)!;
+  assert.deepEqual([second.finishedAt, second.reusedMachine], ['2026-02-02', 'machine B']);
+
   await assert.rejects(loadReusableRuns([file], { ...s, epochs: s.epochs + 1 }, 'bb+123'), /other settings \(epochs 5 instead of 6\)/);
   await assert.rejects(loadReusableRuns([file], s, 'bb+456'), /backbone bb\+123, this command uses bb\+456/);
   const fig7 = experimentRuns('recall-distance', s).map((spec, i) => ({ ...result({ corpus: 'medical', method: 'rmbert', seed: 1 }, 0.8, 0.8), spec, curve: [{ step: 10, loss: 1, lambda: 0.5, l1: i }] }));
