@@ -656,13 +656,7 @@ export function summarize(name: ExperimentName, results: RunResult[], s: Experim
 }
 
 /** A run as a results file records it (summarize's runsDetail). */
-interface RecordedRun {
-  id: string;
-  corpus: NamedCorpus;
-  method: Method;
-  seed: number;
-  k: number;
-  t0: number;
+interface RecordedRun extends Omit<RunSpec, 'deleteType' | 'deleteFraction'> {
   steps: number;
   bestEpoch: number;
   test: Pick<NerEvaluation, 'strict' | 'kbert' | 'perType' | 'confusion'>;
