@@ -3,11 +3,14 @@
 #   1. npm ci when node_modules is missing
 #   2. typecheck (tsc --noEmit) and lint (eslint): either failing fails the run
 #   3. scripts/infra.sh up: real Kafka and Neo4j on loopback (kept if they were already running)
-#   4. node's test runner over test/unit/**/*.test.ts and test/integration/**/*.test.ts
-#   5. stops the servers this run started, and exits with the runner's exit code
+#   4. the Python training path's tests (python/tests, pytest in .venv, set up by scripts/setup-python.sh)
+#   5. node's test runner over test/unit/**/*.test.ts and test/integration/**/*.test.ts
+#   6. stops the servers this run started, and exits with the runner's exit code (either runner failing
+#      fails the run)
 #
 #   scripts/test.sh                          everything
-#   scripts/test.sh test/unit/knowledge ...  only the test files under these paths (files or folders)
+#   scripts/test.sh test/unit/knowledge ...  only the test files under these paths (files or folders;
+#                                            paths under python/ go to pytest)
 #
 # Environment: RMBERT_TEST_CONCURRENCY (test files run at once, default 2),
 # RMBERT_TEST_TIMEOUT_MS (per test, default 900000), RMBERT_TEST_SKIP_CHECKS=1 (skip typecheck and
@@ -26,9 +29,13 @@ say() { printf 'test: %s\n' "$*"; }
 
 # ---- which test files
 files=()
+python_targets=()
 if (($# > 0)); then
   for target in "$@"; do
-    if [[ -d $target ]]; then
+    if [[ $target == python* ]]; then
+      [[ -e $target ]] || { say "no such file or folder: $target" >&2; exit 2; }
+      python_targets+=("$target")
+    elif [[ -d $target ]]; then
       while IFS= read -r f; do files+=("$f"); done < <(find "$target" -type f -name '*.test.ts' | sort)
     elif [[ -f $target ]]; then
       files+=("$target")
@@ -39,8 +46,9 @@ if (($# > 0)); then
   done
 else
   while IFS= read -r f; do files+=("$f"); done < <(find test/unit test/integration -type f -name '*.test.ts' 2> /dev/null | sort)
+  python_targets=(python/tests)
 fi
-if ((${#files[@]} == 0)); then
+if ((${#files[@]} == 0 && ${#python_targets[@]} == 0)); then
   say "no test files found${*:+ under $*}" >&2
   exit 2
 fi
@@ -88,13 +96,31 @@ fi
 eval "$("$INFRA" env)"
 export RMBERT_TEST_KAFKA_BROKERS RMBERT_TEST_NEO4J_URI RMBERT_TEST_NEO4J_USER RMBERT_TEST_NEO4J_PASSWORD
 
+# ---- Python tests (the training path), before node's runner so that its summary stays last
+python_status=0
+if ((${#python_targets[@]} > 0)); then
+  say "python: scripts/setup-python.sh, then pytest ${python_targets[*]}"
+  if python=$(bash "$ROOT/scripts/setup-python.sh" | tail -n 1); then
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$python" -m pytest -q "${python_targets[@]}" || python_status=$?
+  else
+    say "the Python environment could not be set up (see above)" >&2
+    python_status=1
+  fi
+  ((python_status == 0)) || say "python tests failed (exit $python_status)" >&2
+fi
+
 # ---- tests
-say "running ${#files[@]} test file(s)"
-node --import tsx --test --test-reporter=spec \
-  --test-concurrency="${RMBERT_TEST_CONCURRENCY:-2}" \
-  --test-timeout="${RMBERT_TEST_TIMEOUT_MS:-900000}" \
-  "${files[@]}"
-status=$?
+status=0
+if ((${#files[@]} > 0)); then
+  say "running ${#files[@]} test file(s)"
+  node --import tsx --test --test-reporter=spec \
+    --test-concurrency="${RMBERT_TEST_CONCURRENCY:-2}" \
+    --test-timeout="${RMBERT_TEST_TIMEOUT_MS:-900000}" \
+    "${files[@]}"
+  status=$?
+fi
+# A Python failure was reported above; it fails the run without printing after the runner's summary.
+((status == 0 && python_status != 0)) && status=1
 
 # Quietly, so that the runner's summary stays the last thing printed.
 stop_started

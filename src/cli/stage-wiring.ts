@@ -20,7 +20,7 @@ import {
   type KnowledgeMetrics,
 } from '../knowledge/index.ts';
 import { canonicalJson, loadArtifact, MANIFEST_FILE, readManifest, sha256Hex } from '../model/artifact.ts';
-import { BioDecoder } from '../model/decode.ts';
+import { BioDecoder, crfScoresFrom } from '../model/decode.ts';
 import { selectEngine } from '../model/engine-select.ts';
 import { BertTokenizer } from '../model/tokenizer.ts';
 import type { InferenceEngine, ModelArtifact } from '../model/types.ts';
@@ -85,7 +85,7 @@ class ArtifactModel implements ModelRuntime {
     const k = artifact.config.knowledge;
     this.usesKnowledge = k.enabled && k.maxEntities > 0;
     this.builder = new SentenceTreeBuilder(tok, { knowledge: k.enabled, inject: k.inject, maxEntities: k.maxEntities, maxLength: k.maxLength });
-    this.decoder = new BioDecoder(artifact.config.labels);
+    this.decoder = new BioDecoder(artifact.config.labels, crfScoresFrom(artifact.weights, artifact.config.labels.length));
   }
 
   tokenize(text: string): Token[] {

@@ -130,6 +130,8 @@ export interface WeightLayoutOptions {
   numLabels: number;
   /** Include the masked-LM head (cls.predictions.*). */
   mlmHead: boolean;
+  /** Include a CRF output layer (crf.transitions, crf.start_transitions, crf.end_transitions); needs labels. */
+  crf?: boolean;
 }
 
 /** The name and shape of every weight a model with this config has (Hugging Face names, see types.ts). */
@@ -161,6 +163,11 @@ export function expectedWeightShapes(config: BertConfig, options: WeightLayoutOp
   if (options.numLabels > 0) {
     shapes.set('classifier.weight', [options.numLabels, h]);
     shapes.set('classifier.bias', [options.numLabels]);
+    if (options.crf) {
+      shapes.set('crf.transitions', [options.numLabels, options.numLabels]);
+      shapes.set('crf.start_transitions', [options.numLabels]);
+      shapes.set('crf.end_transitions', [options.numLabels]);
+    }
   }
   if (options.mlmHead) {
     shapes.set('cls.predictions.transform.dense.weight', [h, h]);
@@ -180,7 +187,8 @@ export const MLM_HEAD_PREFIX = 'cls.predictions.';
  */
 export function weightProblems(config: BertConfig, numLabels: number, weights: WeightMap): string[] {
   const mlmHead = [...weights.keys()].some((n) => n.startsWith(MLM_HEAD_PREFIX));
-  const expected = expectedWeightShapes(config, { numLabels, mlmHead });
+  const crf = [...weights.keys()].some((n) => n.startsWith('crf.'));
+  const expected = expectedWeightShapes(config, { numLabels, mlmHead, crf });
   const problems: string[] = [];
   for (const [name, shape] of expected) {
     const w = weights.get(name);

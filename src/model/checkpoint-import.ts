@@ -15,6 +15,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelError, SchemaError } from '../errors/index.ts';
 import { MLM_HEAD_PREFIX, bertConfigProblems, expectedWeightShapes } from './artifact.ts';
+import { CRF_WEIGHT_NAMES } from './decode.ts';
 import { decodeSafetensorsTensor, readSafetensorsHeader } from './safetensors.ts';
 import type { BertConfig, WeightMap } from './types.ts';
 
@@ -25,6 +26,8 @@ export interface ImportedCheckpoint {
   /** Rows of classifier.weight; 0 when the checkpoint has no token-classification head. */
   numLabels: number;
   hasMlmHead: boolean;
+  /** The checkpoint carries a CRF output layer (crf.*), imported with the classifier. */
+  hasCrf: boolean;
   /** Weights under the contract's names. */
   weights: WeightMap;
   /** Checkpoint name -> contract name, for every tensor taken. */
@@ -62,6 +65,7 @@ export function mapCheckpointName(name: string): { to: string } | { reason: stri
   if (n === 'cls.predictions.decoder.weight') return { reason: 'MLM decoder, tied to the word embeddings' };
   if (n === 'cls.predictions.decoder.bias') return { to: 'cls.predictions.bias' };
   if (n.startsWith('bert.') || n.startsWith('classifier.') || n.startsWith(MLM_HEAD_PREFIX)) return { to: n };
+  if ((CRF_WEIGHT_NAMES as readonly string[]).includes(n)) return { to: n };
   return { reason: 'not a BERT weight' };
 }
 
@@ -192,7 +196,11 @@ export function importCheckpoint(buf: Uint8Array, options: ImportOptions = {}): 
     notes.push('the classifier has no bias; it is left out');
     numLabels = 0;
   }
-  const expected = expectedWeightShapes(config, { numLabels, mlmHead: hasMlmHead });
+  // A CRF output layer (python/rmbert_train/crf.py) belongs to the classifier: all three weights or none
+  // (a missing one is reported below), never dropped on its own, since decoding without it changes the
+  // predictions.
+  const hasCrf = numLabels > 0 && CRF_WEIGHT_NAMES.some((n) => shapes.has(n));
+  const expected = expectedWeightShapes(config, { numLabels, mlmHead: hasMlmHead, crf: hasCrf });
   const problems: string[] = [];
   for (const [name, shape] of expected) {
     const got = shapes.get(name);
@@ -211,7 +219,7 @@ export function importCheckpoint(buf: Uint8Array, options: ImportOptions = {}): 
       mapped.delete(from);
       const reason = to.startsWith(MLM_HEAD_PREFIX)
         ? 'MLM head left out'
-        : to.startsWith('classifier.')
+        : to.startsWith('classifier.') || to.startsWith('crf.')
           ? 'classification head left out'
           : 'not in the model for this config (e.g. a layer beyond numLayers)';
       unused.push({ name: from, reason });
@@ -220,7 +228,7 @@ export function importCheckpoint(buf: Uint8Array, options: ImportOptions = {}): 
     const t = decodeSafetensorsTensor(buf, header, from);
     weights.set(to, { shape: [...t.shape], data: t.data as Float32Array });
   }
-  return { config, configSource, numLabels, hasMlmHead, weights, mapped, missing, unused, notes };
+  return { config, configSource, numLabels, hasMlmHead, hasCrf, weights, mapped, missing, unused, notes };
 }
 
 function describeConfig(c: BertConfig): string {

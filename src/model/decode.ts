@@ -4,11 +4,46 @@
  * Injected (knowledge) tokens and special tokens carry no label and are dropped first (branch[i] >= 0
  * or charStart[i] < 0), so spans are always on the original text. Per-token tag log-probabilities come
  * from the logits by log-softmax; the best sequence maximises their sum subject to BIO validity: I-X only
- * after B-X or I-X of the same type, never first. There are no learned transition scores, so where
- * greedy argmax is already valid Viterbi returns it unchanged.
+ * after B-X or I-X of the same type, never first. A model with a CRF output layer adds its learned
+ * transition scores (crf.transitions [L, L], crf.start_transitions [L], crf.end_transitions [L] in the
+ * artifact's weights, trained by python/rmbert_train/crf.py under the same BIO constraint); log-softmax
+ * only subtracts a constant per token, so the best path is the CRF's own. Without a CRF, where greedy
+ * argmax is already valid Viterbi returns it unchanged.
  */
 import type { DecodedSpan, Entity, InjectedSentence } from '../domain/index.ts';
 import { ModelError } from '../errors/index.ts';
+import type { WeightMap } from './types.ts';
+
+/** Learned scores of a CRF output layer, row-major transitions[prev * L + next]. */
+export interface CrfScores {
+  transitions: Float64Array;
+  start: Float64Array;
+  end: Float64Array;
+}
+
+export const CRF_WEIGHT_NAMES = ['crf.transitions', 'crf.start_transitions', 'crf.end_transitions'] as const;
+
+/**
+ * The CRF scores in a weight map, or null when the model has no CRF layer. A partial or misshapen layer is
+ * a ModelError: decoding without it would silently change the model's predictions.
+ */
+export function crfScoresFrom(weights: WeightMap, numLabels: number): CrfScores | null {
+  const present = CRF_WEIGHT_NAMES.filter((n) => weights.has(n));
+  if (present.length === 0) return null;
+  if (present.length !== CRF_WEIGHT_NAMES.length) {
+    throw new ModelError(`the CRF layer is incomplete: it has ${present.join(', ')} but not ${CRF_WEIGHT_NAMES.filter((n) => !weights.has(n)).join(', ')}`);
+  }
+  const get = (name: string, shape: number[]) => {
+    const w = weights.get(name)!;
+    if (w.shape.join(',') !== shape.join(',')) throw new ModelError(`${name} has shape [${w.shape}], expected [${shape}] for ${numLabels} labels`);
+    return Float64Array.from(w.data);
+  };
+  return {
+    transitions: get('crf.transitions', [numLabels, numLabels]),
+    start: get('crf.start_transitions', [numLabels]),
+    end: get('crf.end_transitions', [numLabels]),
+  };
+}
 
 interface ParsedLabel {
   kind: 'O' | 'B' | 'I';
@@ -54,8 +89,9 @@ export class BioDecoder {
   /** allowed[prev * L + next]: transition prev -> next is valid. */
   private readonly allowed: Uint8Array;
   private readonly allowedFirst: Uint8Array;
+  readonly crf: CrfScores | null;
 
-  constructor(labels: readonly string[]) {
+  constructor(labels: readonly string[], crf: CrfScores | null = null) {
     if (labels.length === 0) throw new ModelError('cannot decode tags: the label set is empty');
     this.labels = labels;
     this.parsed = labels.map(parseLabel);
@@ -71,6 +107,10 @@ export class BioDecoder {
       }
     }
     if (!this.allowedFirst.some((a) => a === 1)) throw new ModelError('cannot decode tags: every label is an I- tag');
+    if (crf && (crf.transitions.length !== L * L || crf.start.length !== L || crf.end.length !== L)) {
+      throw new ModelError(`CRF scores do not fit ${L} labels`);
+    }
+    this.crf = crf;
   }
 
   /**
@@ -84,15 +124,17 @@ export class BioDecoder {
     let score = new Float64Array(L);
     let next = new Float64Array(L);
     const back = new Int32Array(n * L);
-    for (let j = 0; j < L; j++) score[j] = this.allowedFirst[j] ? logProbs[j] : -Infinity;
+    const crf = this.crf;
+    for (let j = 0; j < L; j++) score[j] = this.allowedFirst[j] ? logProbs[j] + (crf ? crf.start[j] : 0) : -Infinity;
     for (let t = 1; t < n; t++) {
       for (let j = 0; j < L; j++) {
         let best = -Infinity;
         let arg = -1;
         for (let i = 0; i < L; i++) {
           if (!this.allowed[i * L + j]) continue;
-          if (score[i] > best) {
-            best = score[i];
+          const candidate = crf ? score[i] + crf.transitions[i * L + j] : score[i];
+          if (candidate > best) {
+            best = candidate;
             arg = i;
           }
         }
@@ -101,6 +143,7 @@ export class BioDecoder {
       }
       [score, next] = [next, score];
     }
+    if (crf) for (let j = 0; j < L; j++) score[j] += crf.end[j];
     let last = 0;
     for (let j = 1; j < L; j++) if (score[j] > score[last]) last = j;
     tags[n - 1] = last;
@@ -161,7 +204,7 @@ export class BioDecoder {
 
 const decoders = new WeakMap<readonly string[], BioDecoder>();
 
-/** `new BioDecoder(labels).decode(sentence, logits)`, with the decoder cached per label array. */
+/** `new BioDecoder(labels).decode(sentence, logits)` (no CRF layer), with the decoder cached per label array. */
 export function decodeSentence(sentence: InjectedSentence, logits: Float32Array, labels: readonly string[]): DecodedSpan[] {
   let decoder = decoders.get(labels);
   if (!decoder) {

@@ -17,6 +17,7 @@ import cliProgress from 'cli-progress';
 import { formatModelVersion } from '../domain/index.ts';
 import { ConfigError, ModelError } from '../errors/index.ts';
 import { CONFIG_FILE, parseArtifactConfig, writeArtifact } from '../model/artifact.ts';
+import { CRF_WEIGHT_NAMES } from '../model/decode.ts';
 import { configureKernels } from '../model/bert.ts';
 import type { BertModel } from '../model/bert.ts';
 import type { BertTokenizer } from '../model/tokenizer.ts';
@@ -175,7 +176,7 @@ export class ContinualTrainer {
       const holdoutSet = await prepareExamples(input.holdout, injector, labels);
       if (trainSet.examples.length === 0) throw new ConfigError(['the round has no training examples']);
       const score = async (set: PreparedSet): Promise<Prf> =>
-        set.sentences.length === 0 ? EMPTY : (await evaluateModel(model, labels, set, types, { padId: this.o.tokenizer.padId })).evaluation.strict;
+        set.sentences.length === 0 ? EMPTY : (await evaluateModel(model, labels, set, types, { padId: this.o.tokenizer.padId, crf: loaded.crf })).evaluation.strict;
 
       // The champion, scored before any step (the model below becomes the challenger in place).
       const goldKey = `${championVersion}|${setKey}`;
@@ -202,7 +203,9 @@ export class ContinualTrainer {
         distanceL1: await optimizer.distanceL1(),
         gold: { champion: championGold.prf, challenger: challengerGold, sentences: championGold.sentences },
         holdout: { champion: championHoldout, challenger: challengerHoldout, sentences: holdoutSet.sentences.length },
-        challenger: status === 'interrupted' ? null : await model.toWeightMap(),
+        // A CRF output layer is not trained here (the step below is cross-entropy on the emissions): the
+        // challenger keeps the champion's transition scores, so both decode the same way.
+        challenger: status === 'interrupted' ? null : withCrfOf(artifact.weights, await model.toWeightMap()),
         knowledge: { ...artifact.config.knowledge, ...(loaded.knowledge.enabled && kgVersion ? { kgVersion } : {}) },
       };
     } finally {
@@ -343,4 +346,13 @@ export class ContinualTrainer {
     };
     return writeArtifact(path.join(modelDir, name), config, result.challenger, { dtype: 'F32' });
   }
+}
+
+/** `weights` plus the CRF layer of `source`, when it has one. */
+function withCrfOf(source: WeightMap, weights: WeightMap): WeightMap {
+  for (const name of CRF_WEIGHT_NAMES) {
+    const w = source.get(name);
+    if (w) weights.set(name, w);
+  }
+  return weights;
 }

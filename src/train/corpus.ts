@@ -5,9 +5,10 @@
  * Sources (under the shared data folder): zh-corpus-uer (CLUECorpusSmall sample, the Chinese column of
  * news-commentary, CMRC 2018 contexts, C3 passages, SMP2020-EWECT posts), zh-corpus-kbert-cls (review
  * text), zh-corpus-sophonplus (review columns, the shopping reviews from their zip) and the MSRA NER
- * training part (sentences [0, 50658) of dh_msra.txt). Medical text (kbert-medical-ner, ccks2017) and the
- * MSRA test part are never read: the medical set is the downstream evaluation domain, and MSRA's test
- * sentences are an evaluation set.
+ * training part (sentences [0, 50658) of dh_msra.txt) minus every sentence that shares text with K-BERT's
+ * MSRA dev or test set (K-BERT drew those from the training part; see loadCorpus). Medical text
+ * (kbert-medical-ner, ccks2017) and the MSRA test part are never read: the medical set is the downstream
+ * evaluation domain, and MSRA's test sentences are an evaluation set.
  *
  * Packing: documents are split into sentences, sentences deduplicated across all sources, documents
  * shuffled with a seed, then the token stream (documents separated by [SEP]) is cut into windows of
@@ -20,6 +21,7 @@ import path from 'node:path';
 import AdmZip from 'adm-zip';
 import { SchemaError } from '../errors/index.ts';
 import type { BertTokenizer } from '../model/tokenizer.ts';
+import { loadCorpus } from './datasets.ts';
 
 /** Sentences [0, MSRA_TRAIN_SENTENCES) of dh_msra.txt are MSRA's training set; the rest is its test set. */
 export const MSRA_TRAIN_SENTENCES = 50658;
@@ -215,7 +217,8 @@ export function readCorpusDocuments(dataDir: string, maxPerSource = Infinity): C
   }
   const shopping = need(p('zh-corpus-sophonplus/online_shopping_10_cats.zip'));
   add('sophonplus/online_shopping_10_cats', column(parseCsv(zipEntryText(shopping, 'online_shopping_10_cats.csv')), 'review', shopping));
-  add('msra/train', readMsraTrainSentences(need(p('msra-dh/dh_msra.zip'))));
+  need(p('msra-dh/dh_msra.zip'));
+  add('msra/train', loadCorpus('msra', dataDir).train.sentences.map((sentence) => sentence.text));
   return docs;
 }
 
@@ -253,7 +256,7 @@ export function buildPretrainCorpus(opts: BuildCorpusOptions): PretrainCorpus {
   const { tokenizer, seqLen } = opts;
   if (seqLen < 8) throw new SchemaError(`sequence length ${seqLen} is too short (minimum 8)`);
   const key = createHash('sha256')
-    .update(JSON.stringify({ v: 1, seqLen, seed: opts.seed, max: opts.maxDocumentsPerSource ?? null, vocab: tokenizer.vocabSha256 }))
+    .update(JSON.stringify({ v: 2, seqLen, seed: opts.seed, max: opts.maxDocumentsPerSource ?? null, vocab: tokenizer.vocabSha256 }))
     .update(dataFingerprint(opts.dataDir))
     .digest('hex')
     .slice(0, 16);
@@ -294,26 +297,8 @@ export function buildPretrainCorpus(opts: BuildCorpusOptions): PretrainCorpus {
   log(`corpus: ${docs.length} documents read, ${kept.length} kept after deduplication, ${chars} chars`);
   shuffleInPlace(kept, mulberry32(opts.seed));
 
-  const body = seqLen - 2;
-  const stream: number[] = [];
-  for (const sentences of kept) {
-    for (const s of sentences) for (const t of tokenizer.tokenize(s)) stream.push(t.id);
-    stream.push(tokenizer.sepId);
-  }
-  const numSequences = Math.ceil(stream.length / body);
-  const sequences = new Int32Array(numSequences * seqLen).fill(tokenizer.padId);
-  let tokens = 0;
-  for (let q = 0; q < numSequences; q++) {
-    const row = q * seqLen;
-    const window = stream.slice(q * body, (q + 1) * body);
-    sequences[row] = tokenizer.clsId;
-    sequences.set(window, row + 1);
-    sequences[row + 1 + window.length] = tokenizer.sepId;
-    tokens += window.length + 2;
-  }
-  const used = new Set<number>(stream);
-  for (const id of [tokenizer.clsId, tokenizer.sepId, tokenizer.padId, tokenizer.maskId, tokenizer.unkId]) used.add(id);
-  const vocabUsed = Int32Array.from([...used].sort((a, b) => a - b));
+  const packed = packSentences(kept, tokenizer, seqLen);
+  const { sequences, numSequences, tokens, vocabUsed } = packed;
   const corpus: PretrainCorpus = {
     seqLen,
     sequences,
@@ -334,4 +319,39 @@ export function buildPretrainCorpus(opts: BuildCorpusOptions): PretrainCorpus {
     renameSync(`${cacheBase}.json.tmp`, `${cacheBase}.json`);
   }
   return corpus;
+}
+
+export interface PackedSequences {
+  sequences: Int32Array;
+  numSequences: number;
+  tokens: number;
+  vocabUsed: Int32Array;
+}
+
+/**
+ * Packs documents (each a list of sentences, in order) into rows of seqLen token ids: the token stream,
+ * documents separated by [SEP], is cut into windows of seqLen - 2 tokens, each wrapped as [CLS] window
+ * [SEP]; only the last row is padded.
+ */
+export function packSentences(documents: readonly (readonly string[])[], tokenizer: BertTokenizer, seqLen: number): PackedSequences {
+  const body = seqLen - 2;
+  const stream: number[] = [];
+  for (const sentences of documents) {
+    for (const s of sentences) for (const t of tokenizer.tokenize(s)) stream.push(t.id);
+    stream.push(tokenizer.sepId);
+  }
+  const numSequences = Math.ceil(stream.length / body);
+  const sequences = new Int32Array(numSequences * seqLen).fill(tokenizer.padId);
+  let tokens = 0;
+  for (let q = 0; q < numSequences; q++) {
+    const row = q * seqLen;
+    const window = stream.slice(q * body, (q + 1) * body);
+    sequences[row] = tokenizer.clsId;
+    sequences.set(window, row + 1);
+    sequences[row + 1 + window.length] = tokenizer.sepId;
+    tokens += window.length + 2;
+  }
+  const used = new Set<number>(stream);
+  for (const id of [tokenizer.clsId, tokenizer.sepId, tokenizer.padId, tokenizer.maskId, tokenizer.unkId]) used.add(id);
+  return { sequences, numSequences, tokens, vocabUsed: Int32Array.from([...used].sort((a, b) => a - b)) };
 }

@@ -16,7 +16,8 @@ import { BertModel } from '../model/bert.ts';
 import type { BertInputs } from '../model/bert.ts';
 import type { BertTokenizer } from '../model/tokenizer.ts';
 import type { ModelArtifact } from '../model/types.ts';
-import { BioDecoder, labelledPositions, logSoftmaxRows } from '../model/decode.ts';
+import { BioDecoder, crfScoresFrom, labelledPositions, logSoftmaxRows } from '../model/decode.ts';
+import type { CrfScores } from '../model/decode.ts';
 import type { NerSentence } from './datasets.ts';
 import { originalLabels } from './datasets.ts';
 import { NerEvaluator } from './metrics.ts';
@@ -197,6 +198,8 @@ export interface PredictOptions {
   maxSentences?: number;
   padId?: number;
   onProgress?: (done: number) => void;
+  /** Learned transition scores when the model has a CRF output layer (see LoadedNerModel.crf). */
+  crf?: CrfScores | null;
 }
 
 /**
@@ -209,7 +212,7 @@ export async function predictCharTags(
   set: PreparedSet,
   options: PredictOptions = {},
 ): Promise<string[][]> {
-  const decoder = new BioDecoder(labels);
+  const decoder = new BioDecoder(labels, options.crf ?? null);
   const L = labels.length;
   const out = set.sentences.map((s) => new Array<string>(s.chars.length).fill('O'));
   const unitToChar = set.sentences.map((s) => {
@@ -283,6 +286,8 @@ export interface LoadedNerModel {
   types: string[];
   /** How the model was trained to see knowledge (graph file still to be chosen by the caller). */
   knowledge: Omit<KnowledgeSetup, 'kgFile'>;
+  /** The CRF output layer's scores; null for a softmax head. Pass as PredictOptions.crf. */
+  crf: CrfScores | null;
 }
 
 /** Loads a fine-tuned NER artifact into a tfjs model, with the knowledge setup it was trained with. */
@@ -298,6 +303,7 @@ export async function loadNerModel(dir: string, tokenizer: BertTokenizer): Promi
     model,
     labels: config.labels,
     types,
+    crf: crfScoresFrom(artifact.weights, config.labels.length),
     knowledge: {
       enabled: config.knowledge.enabled,
       inject: config.knowledge.inject,

@@ -10,6 +10,9 @@ import { ModelError } from '../../errors/index.ts';
 import { labelProblems, writeArtifact } from '../../model/artifact.ts';
 import { importCheckpointFile } from '../../model/checkpoint-import.ts';
 import { BertTokenizer, DEFAULT_VOCAB_PATH } from '../../model/tokenizer.ts';
+import { selectBackend } from '../../model/backend.ts';
+import { measureLogitParity, parseParityFile } from '../../model/logit-parity.ts';
+import type { ParityReport } from '../../model/logit-parity.ts';
 import type { ArtifactConfig } from '../../model/types.ts';
 
 export const summary = 'import a BERT checkpoint (FILE.safetensors) as a model artifact directory';
@@ -40,12 +43,27 @@ options:
   --inject MODE          relation+object (default) or object, recorded for --knowledge
   --max-entities N       triples injected per matched name, recorded (default 2)
   --max-length N         longest input in tokens, recorded (default: min(256, max positions))
+  --parity FILE          parity.json of the exporting trainer (python/rmbert_train/finetune.py): inputs of
+                         a few injected examples and their logits there; the artifact is written only if
+                         this model's TensorFlow.js logits agree within 1e-4 (relative to the largest logit)
+  --training FILE        a JSON summary of how the checkpoint was trained (e.g. the trainer's
+                         training.json), recorded in the artifact's config under training.trainer
   --overwrite            replace DIR if it exists
   --no-progress          no progress bar
   -h, --help             this text
 
 exit status: 0 written, 1 failed (the message says why), 2 bad usage.
 `;
+
+const PARITY_TOLERANCE = 1e-4;
+
+async function readJson(file: string, flag: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as unknown;
+  } catch (error) {
+    throw new ModelError(`cannot read ${flag} ${file}: ${(error as Error).message}`, { cause: error });
+  }
+}
 
 function usageError(message: string): number {
   console.error(`rmbert import: ${message}\nRun \`rmbert import --help\` for the options.`);
@@ -79,6 +97,8 @@ export async function run(argv: string[]): Promise<number> {
         'max-entities': { type: 'string' },
         'max-length': { type: 'string' },
         overwrite: { type: 'boolean', default: false },
+        parity: { type: 'string' },
+        training: { type: 'string' },
         'no-progress': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -139,6 +159,19 @@ export async function run(argv: string[]): Promise<number> {
       throw new ModelError('--labels given, but the checkpoint has no classification head to label');
     }
 
+    let parity: ParityReport | null = null;
+    if (values.parity) {
+      const examples = parseParityFile(await readJson(values.parity, '--parity'), values.parity);
+      await selectBackend('auto', () => undefined);
+      parity = await measureLogitParity(imported.config, imported.weights, imported.numLabels, examples);
+      if (!(parity.relativeError <= PARITY_TOLERANCE)) {
+        throw new ModelError(
+          `parity check failed: the TensorFlow.js logits differ from ${values.parity} by up to ${parity.maxAbsError.toExponential(2)} ` +
+            `(relative ${parity.relativeError.toExponential(2)} > ${PARITY_TOLERANCE}) on ${parity.examples} examples; the artifact was not written`,
+        );
+      }
+    }
+    const trainer = values.training ? await readJson(values.training, '--training') : undefined;
     const source = await readFile(file);
     const config: ArtifactConfig = {
       name,
@@ -159,6 +192,9 @@ export async function run(argv: string[]): Promise<number> {
         unused: imported.unused.map((u) => `${u.name}: ${u.reason}`),
         missing: imported.missing,
         notes: imported.notes,
+        ...(imported.hasCrf ? { head: 'crf' } : {}),
+        ...(parity ? { parity } : {}),
+        ...(trainer !== undefined ? { trainer } : {}),
       },
       createdAt: new Date().toISOString(),
     };
@@ -171,7 +207,8 @@ export async function run(argv: string[]): Promise<number> {
     const lines = [
       `imported ${file} (config from ${imported.configSource}): vocab ${c.vocabSize}, hidden ${c.hiddenSize}, ${c.numLayers} layers, ` +
         `${c.numHeads} heads, intermediate ${c.intermediateSize}, ${c.maxPositions} positions`,
-      `heads: ${imported.numLabels > 0 ? `token classifier (${imported.numLabels} labels)` : 'no token classifier'}, ${imported.hasMlmHead ? 'MLM head' : 'no MLM head'}`,
+      `heads: ${imported.numLabels > 0 ? `token classifier (${imported.numLabels} labels${imported.hasCrf ? ', CRF output layer' : ''})` : 'no token classifier'}, ${imported.hasMlmHead ? 'MLM head' : 'no MLM head'}`,
+      ...(parity ? [`parity: ${parity.examples} examples, ${parity.tokens} tokens, max |difference| ${parity.maxAbsError.toExponential(2)} (relative ${parity.relativeError.toExponential(2)})`] : []),
       ...imported.unused.map((u) => `not imported: ${u.name} (${u.reason})`),
       ...imported.missing.map((m) => `missing (head left out): ${m}`),
       ...imported.notes.map((n) => `note: ${n}`),

@@ -332,7 +332,7 @@ export async function executeRun(spec: RunSpec, s: ExperimentSettings, tokenizer
   try {
     const setup = await createInjector(tokenizer, { ...loaded.knowledge, kgFile: knowledge.kgFile });
     const prepared = await prepareExamples(data.test, setup.injector, loaded.labels);
-    test = (await evaluateModel(loaded.model, loaded.labels, prepared, loaded.types, { padId: tokenizer.padId })).evaluation;
+    test = (await evaluateModel(loaded.model, loaded.labels, prepared, loaded.types, { padId: tokenizer.padId, crf: loaded.crf })).evaluation;
   } finally {
     loaded.model.dispose();
   }

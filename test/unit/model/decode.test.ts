@@ -180,3 +180,60 @@ test('all-O, empty sentences and bad inputs', () => {
   assert.deepEqual(spans.map((s) => [s.firstToken, s.lastToken]), [[0, 0], [1, 1]]);
   assert.equal(tag('O'), 0);
 });
+
+/** Deterministic pseudo-random numbers in [-2, 2) for the CRF tests. */
+function numbers(n: number, seed: number): Float64Array {
+  let a = seed >>> 0;
+  return Float64Array.from({ length: n }, () => {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    return (a / 2 ** 32) * 4 - 2;
+  });
+}
+
+test('with a CRF layer, Viterbi returns the best valid path under emissions + transitions (brute force)', () => {
+  const crf = { transitions: numbers(L * L, 1), start: numbers(L, 2), end: numbers(L, 3) };
+  const decoder = new BioDecoder(LABELS, crf);
+  const plain = new BioDecoder(LABELS);
+  const n = 4;
+  let differs = false;
+  for (let seed = 10; seed < 30; seed++) {
+    const logits = Float32Array.from(numbers(n * L, seed));
+    const logProbs = logSoftmaxRows(logits, L, [0, 1, 2, 3]);
+    let best = -Infinity;
+    let bestPath: number[] = [];
+    const valid = (p: number[]) => p.every((t, i) => !LABELS[t].startsWith('I-') || (i > 0 && LABELS[p[i - 1]] !== 'O' && LABELS[p[i - 1]].slice(2) === LABELS[t].slice(2)));
+    for (let code = 0; code < L ** n; code++) {
+      const p = Array.from({ length: n }, (_, i) => Math.floor(code / L ** i) % L);
+      if (!valid(p)) continue;
+      let s = crf.start[p[0]] + crf.end[p[n - 1]];
+      p.forEach((t, i) => {
+        s += logProbs[i * L + t];
+        if (i > 0) s += crf.transitions[p[i - 1] * L + t];
+      });
+      if (s > best) {
+        best = s;
+        bestPath = p;
+      }
+    }
+    const got = Array.from(decoder.viterbi(logProbs, n));
+    assert.deepEqual(got, bestPath, `seed ${seed}`);
+    if (got.join() !== Array.from(plain.viterbi(logProbs, n)).join()) differs = true;
+  }
+  assert.ok(differs, 'the transition scores never changed a decision: the test would not notice them being ignored');
+});
+
+test('CRF scores are read from the weights all three or not at all, with their shapes checked', async () => {
+  const { crfScoresFrom } = await import('../../../src/model/decode.ts');
+  const w = (shape: number[]) => ({ shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
+  assert.equal(crfScoresFrom(new Map(), L), null);
+  const full = new Map([
+    ['crf.transitions', w([L, L])],
+    ['crf.start_transitions', w([L])],
+    ['crf.end_transitions', w([L])],
+  ]);
+  assert.equal(crfScoresFrom(full, L)!.transitions.length, L * L);
+  full.delete('crf.end_transitions');
+  assert.throws(() => crfScoresFrom(full, L), (e: unknown) => e instanceof ModelError && /incomplete/.test(e.message));
+  full.set('crf.end_transitions', w([L + 1]));
+  assert.throws(() => crfScoresFrom(full, L), (e: unknown) => e instanceof ModelError && /shape/.test(e.message));
+});

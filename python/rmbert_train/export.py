@@ -1,0 +1,177 @@
+"""From the pretraining checkpoint (pruned vocabulary) to a checkpoint `rmbert import` turns into an artifact,
+and the held-out MLM figures of any backbone artifact on the same sentences.
+
+  python -m rmbert_train.export backbone --commit-dir models/backbone-pretraining --out DIR
+      writes DIR/weights.safetensors (Hugging Face names, the full 21,128-row vocabulary) and DIR/config.json
+      (a Hugging Face BertConfig); then `node bin/rmbert.js import DIR/weights.safetensors --out ...`.
+  python -m rmbert_train.export heldout --artifact models/backbone [--commit-dir ...]
+      held-out MLM loss and top-1 of an artifact (or of the checkpoint) on the held-out set of
+      `rmbert corpus`, over the pretraining vocabulary (vocab-used.json of `rmbert corpus`), so old and new backbones are compared on the same
+      masked tokens and the same output space.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import BertConfig, BertModel
+from .pretrain import Corpus, Vocab, held_out_eval
+from .safetensors_io import load_weights, save_weights
+
+WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
+MLM_BIAS = "cls.predictions.bias"
+
+
+def expand_vocabulary(weights: dict[str, torch.Tensor], full_ids: np.ndarray, full_size: int, unk_full_id: int) -> tuple[dict, float]:
+    """Compact-vocabulary weights -> full vocabulary. Rows for ids never seen get the [UNK] embedding and an
+    MLM bias 10 below the lowest learned one (so the head never predicts them). Returns (weights, that bias)."""
+    out = dict(weights)
+    ids = torch.from_numpy(np.asarray(full_ids, dtype=np.int64))
+    unk_compact = int(np.flatnonzero(np.asarray(full_ids) == unk_full_id)[0])
+    words = weights[WORD_EMBEDDINGS]
+    full = words[unk_compact].unsqueeze(0).repeat(full_size, 1)
+    full[ids] = words
+    out[WORD_EMBEDDINGS] = full
+    low = float("nan")
+    if MLM_BIAS in weights:
+        bias = weights[MLM_BIAS]
+        low = float(torch.floor(bias.min()) - 10)
+        full_bias = torch.full((full_size,), low)
+        full_bias[ids] = bias
+        out[MLM_BIAS] = full_bias
+    return out, low
+
+
+def hf_config(config: BertConfig) -> dict:
+    return {
+        "architectures": ["BertForMaskedLM"],
+        "model_type": "bert",
+        "hidden_act": "gelu",
+        "position_embedding_type": "absolute",
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "intermediate_size": config.intermediate_size,
+        "max_position_embeddings": config.max_positions,
+        "type_vocab_size": config.type_vocab_size,
+        "layer_norm_eps": config.layer_norm_eps,
+    }
+
+
+def read_checkpoint(commit_dir: Path) -> tuple[BertConfig, dict, dict, np.ndarray]:
+    state = json.loads((commit_dir / "state.json").read_text())
+    config = BertConfig(**state["config"])
+    weights = load_weights(commit_dir / "weights.safetensors")
+    full_ids = np.asarray(json.loads((commit_dir / "vocab-ids.json").read_text()), dtype=np.int64)
+    return config, weights, state, full_ids
+
+
+def export_backbone(commit_dir: Path, out: Path, full_size: int, unk_full_id: int) -> dict:
+    config, weights, state, full_ids = read_checkpoint(commit_dir)
+    full, low = expand_vocabulary(weights, full_ids, full_size, unk_full_id)
+    full_config = BertConfig(**{**state["config"], "vocab_size": full_size})
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(full, out / "weights.safetensors")
+    (out / "config.json").write_text(json.dumps(hf_config(full_config), indent=2) + "\n")
+    summary = {
+        "tokensSeen": state["tokens_seen"],
+        "steps": state["total_steps"],
+        "trainHours": round(state["train_seconds"] / 3600, 2),
+        "vocabularyRows": len(full_ids),
+        "unseenTokenBias": low,
+        "heldOut": state["held_out"][-1] if state["held_out"] else None,
+    }
+    (out / "pretraining.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def artifact_model(artifact: Path) -> BertModel:
+    config = json.loads((artifact / "config.json").read_text())
+    c = BertConfig.from_artifact(config["model"])
+    weights = load_weights(artifact / "weights.safetensors")
+    model = BertModel(c, mlm_head=MLM_BIAS in weights, dropout=0.0)
+    missing, unexpected = model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("classifier.")}, strict=False)
+    if missing:
+        raise ValueError(f"{artifact}: weights lack {missing[:5]}")
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rmbert_train.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("backbone", help="export the pretraining checkpoint for `rmbert import`")
+    b.add_argument("--commit-dir", type=Path, default=Path("models/backbone-pretraining"))
+    b.add_argument("--corpus", type=Path, default=Path(".cache/corpus"), help="folder written by `rmbert corpus` (for the vocabulary size and [UNK])")
+    b.add_argument("--out", type=Path, required=True)
+    h = sub.add_parser("heldout", help="held-out MLM loss and top-1 of a backbone artifact or of the checkpoint")
+    h.add_argument("--artifact", type=Path, help="artifact directory (config.json + weights.safetensors)")
+    h.add_argument("--commit-dir", type=Path, default=Path("models/backbone-pretraining"), help="the checkpoint, when no --artifact")
+    h.add_argument("--corpus", type=Path, default=Path(".cache/corpus"))
+    args = p.parse_args(argv)
+    meta = json.loads((args.corpus / "general.json").read_text())
+    if args.command == "backbone":
+        summary = export_backbone(args.commit_dir, args.out, meta["vocabSize"], meta["specials"]["unk"])
+        print(json.dumps(summary, indent=2))
+        return 0
+    vocab = Vocab(json.loads((args.corpus / "vocab-used.json").read_text()), meta["vocabSize"], meta["specials"])
+    raw = np.fromfile(args.corpus / "heldout.i32", dtype="<i4").reshape(-1, meta["seqLen"])
+    if args.artifact:
+        model = artifact_model(args.artifact)
+        # Full-vocabulary model: feed full ids, score over the pretraining vocabulary's ids.
+        compact = vocab.to_compact[raw]
+        rows = np.where(compact < 0, meta["specials"]["unk"], raw)
+        result = held_out_eval_full(model, rows, vocab)
+    else:
+        config, weights, _state, _ids = read_checkpoint(args.commit_dir)
+        model = BertModel(config, mlm_head=True, dropout=0.0)
+        model.load_state_dict(weights)
+        compact = vocab.to_compact[raw]
+        compact[compact < 0] = vocab.special["unk"]
+        result = held_out_eval(model, Corpus(compact.astype(np.int64), meta["specials"], meta["seqLen"]), vocab)
+    print(json.dumps(result))
+    return 0
+
+
+def held_out_eval_full(model: BertModel, rows: np.ndarray, vocab: Vocab) -> dict:
+    """held_out_eval for a full-vocabulary model: the same masked positions (the masking draws depend only on
+    the row layout and the seed), logits over the pretraining vocabulary's ids, targets mapped into it."""
+    subset = torch.from_numpy(vocab.full_ids)
+    # Mask with the compact layout so that the positions equal those of held_out_eval on the checkpoint.
+    compact_rows = vocab.to_compact[rows]
+    compact_rows[compact_rows < 0] = vocab.special["unk"]
+    from .pretrain import HELD_OUT_SEED, mask_rows, padding_mask
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(HELD_OUT_SEED)
+    inputs_c, flat, targets_c = mask_rows(compact_rows.astype(np.int64), vocab, rng, 0.15, all_mask=True)
+    inputs = vocab.full_ids[inputs_c]
+    meta_pad = int(vocab.full_ids[vocab.special['pad']])
+    known = targets_c != vocab.special["unk"]
+    model.eval()
+    total, correct, count = 0.0, 0, 0
+    B, T = inputs.shape
+    with torch.no_grad():
+        for start in range(0, B, 64):
+            stop = min(B, start + 64)
+            sel = (flat >= start * T) & (flat < stop * T) & known
+            if not sel.any():
+                continue
+            x = torch.from_numpy(inputs[start:stop])
+            hidden = model.encode(x, mask=padding_mask(x, meta_pad))
+            h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, torch.from_numpy(flat[sel] - start * T))
+            logits = model.mlm_logits(h, subset)
+            tgt = torch.from_numpy(targets_c[sel])
+            total += F.cross_entropy(logits, tgt, reduction="sum").item()
+            correct += (logits.argmax(-1) == tgt).sum().item()
+            count += len(tgt)
+    return {"loss": total / count, "top1": correct / count, "masked": count}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
