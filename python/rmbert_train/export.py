@@ -113,8 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--artifact", type=Path, help="artifact directory (config.json + weights.safetensors)")
     h.add_argument("--commit-dir", type=Path, default=Path("models/backbone-pretraining"), help="the checkpoint, when no --artifact")
     h.add_argument("--corpus", type=Path, default=Path(".cache/corpus"))
+    u = sub.add_parser("unigram", help="held-out loss and top-1 of unigram frequencies of the general corpus (the floor a backbone must beat)")
+    u.add_argument("--corpus", type=Path, default=Path(".cache/corpus"))
     args = p.parse_args(argv)
     meta = json.loads((args.corpus / "general.json").read_text())
+    if args.command == "unigram":
+        print(json.dumps(unigram_eval(args.corpus, meta)))
+        return 0
     if args.command == "backbone":
         summary = export_backbone(args.commit_dir, args.out, meta["vocabSize"], meta["specials"]["unk"])
         print(json.dumps(summary, indent=2))
@@ -136,6 +141,24 @@ def main(argv: list[str] | None = None) -> int:
         result = held_out_eval(model, Corpus(compact.astype(np.int64), meta["specials"], meta["seqLen"]), vocab)
     print(json.dumps(result))
     return 0
+
+
+def unigram_eval(corpus: Path, meta: dict) -> dict:
+    """The held-out masked tokens of held_out_eval scored by add-0.5 unigram frequencies of the general corpus."""
+    from .pretrain import HELD_OUT_SEED, mask_rows
+
+    vocab = Vocab(json.loads((corpus / "vocab-used.json").read_text()), meta["vocabSize"], meta["specials"])
+    general = np.fromfile(corpus / "general.i32", dtype="<i4")
+    counts = np.bincount(vocab.to_compact[general], minlength=len(vocab)).astype(np.float64) + 0.5
+    for k in ("cls", "sep", "pad", "mask"):
+        counts[vocab.special[k]] = 0.5
+    p = counts / counts.sum()
+    raw = np.fromfile(corpus / "heldout.i32", dtype="<i4").reshape(-1, meta["seqLen"])
+    rows = vocab.to_compact[raw]
+    rows[rows < 0] = vocab.special["unk"]
+    _inputs, _flat, targets = mask_rows(rows.astype(np.int64), vocab, np.random.default_rng(HELD_OUT_SEED), 0.15, all_mask=True)
+    targets = targets[targets != vocab.special["unk"]]
+    return {"loss": float(-np.log(p[targets]).mean()), "top1": float((targets == p.argmax()).mean()), "masked": int(len(targets))}
 
 
 def held_out_eval_full(model: BertModel, rows: np.ndarray, vocab: Vocab) -> dict:

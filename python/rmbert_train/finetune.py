@@ -255,7 +255,14 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     say = lambda text: print(f"finetune: {text}", file=sys.stderr, flush=True)  # noqa: E731
     train = load_split(str(args.features / "train"))
+    # Train variants (features --terms-variants K: the term list with different random drops), one per epoch in turn.
+    variants = [train]
+    while (args.features / f"train-{len(variants)}").exists():
+        variants.append(load_split(str(args.features / f"train-{len(variants)}")))
     dev = load_split(str(args.features / "dev"))
+    if any(len(v) != len(train) for v in variants):
+        say(f"train variants of {args.features} hold different numbers of examples: {[len(v) for v in variants]}")
+        return 2
     labels = train.labels
     config, weights, backbone_name = read_backbone(args.backbone)
     tagger = Tagger(config, labels, args.head, args.dropout)
@@ -299,7 +306,7 @@ def main(argv=None) -> int:
             for g in optimizer.param_groups:
                 g["lr"] = g["base"] * schedule(step)
 
-    say(f"{len(train_idx)} training examples, {len(dev)} dev; {steps_per_epoch} steps per epoch; head {args.head}; "
+    say(f"{len(train_idx)} training examples ({len(variants)} variant(s)), {len(dev)} dev; {steps_per_epoch} steps per epoch; head {args.head}; "
         f"optimizer {args.optimizer}; backbone {backbone_name}; BLAS {blas.split(',')[0]}")
     history = []
     best = {"strictF1": -1.0}
@@ -308,6 +315,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     for epoch in range(1, args.epochs + 1):
         epoch_start = time.monotonic()
+        train = variants[(epoch - 1) % len(variants)]
         order = rng.permutation(train_idx)
         batches = length_batches(train, order, args.batch_size, args.max_batch_tokens)
         rng.shuffle(batches)

@@ -76,18 +76,20 @@ def test_training_writes_weights_config_summary_and_parity(trained):
 
 def test_import_checks_parity_and_refuses_a_mismatch(trained, tmp_path):
     labels = ",".join(json.loads((trained / "training.json").read_text())["labels"])
-    base = ["node", "--import", "tsx", "src/cli/main.ts", "import", str(trained / "weights.safetensors"), "--labels", labels,
+    base = ["node", "--import", "tsx", "src/cli/main.ts", "import", str(trained / "weights.safetensors"),
             "--knowledge", "--no-progress", "--name", "tiny"]
+    # Labels come from training.json when --labels is not given.
     ok = run(base + ["--out", str(tmp_path / "a"), "--parity", str(trained / "parity.json"), "--training", str(trained / "training.json")])
     assert ok.returncode == 0, ok.stderr + ok.stdout
     assert "CRF output layer" in ok.stdout and "parity: 4 examples" in ok.stdout
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["training"]["head"] == "crf" and config["training"]["parity"]["relativeError"] <= 1e-4
+    assert config["labels"] == labels.split(",")
     # Shift one logit: the check must notice.
     parity = json.loads((trained / "parity.json").read_text())
     parity["examples"][0]["logits"][1][2] += 0.05
     bad = tmp_path / "bad-parity.json"
     bad.write_text(json.dumps(parity))
-    refused = run(base + ["--out", str(tmp_path / "b"), "--parity", str(bad)])
+    refused = run(base + ["--labels", labels, "--out", str(tmp_path / "b"), "--parity", str(bad)])
     assert refused.returncode == 1 and "parity check failed" in refused.stderr
     assert not (tmp_path / "b").exists()

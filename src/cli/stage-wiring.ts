@@ -19,7 +19,7 @@ import {
   type KnowledgeGraph,
   type KnowledgeMetrics,
 } from '../knowledge/index.ts';
-import { canonicalJson, loadArtifact, MANIFEST_FILE, readManifest, sha256Hex } from '../model/artifact.ts';
+import { canonicalJson, loadArtifact, MANIFEST_FILE, readManifest, sha256Hex, tokenizerOptionsOf } from '../model/artifact.ts';
 import { BioDecoder, crfScoresFrom } from '../model/decode.ts';
 import { selectEngine } from '../model/engine-select.ts';
 import { BertTokenizer } from '../model/tokenizer.ts';
@@ -136,7 +136,8 @@ export function createModelLoader(options: ModelLoaderOptions): ModelLoader {
       }
       const artifact = await loadArtifact(dir);
       if (artifact.config.labels.length === 0) throw new ModelError(`artifact ${dir} has no token-classification head (labels is empty); it cannot tag entities`);
-      const tok = await tokenizer();
+      // The artifact's own tokenization (config.tokenizer: full-width folding, on unless it says otherwise).
+      const tok = (await tokenizer()).withOptions(tokenizerOptionsOf(artifact.config));
       const selection = await selectEngine(artifact, { engine: options.engine, logger: (line) => options.logger.debug(line) });
       options.logger.info('inference engine selected', { engine: selection.engine.name, reason: selection.reason, skipped: selection.skipped });
       const engine = selection.engine;

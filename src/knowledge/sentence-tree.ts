@@ -14,7 +14,11 @@
  * `maxLength`, branches are dropped, lowest priority first (second-ranked triples before first-ranked
  * ones, later names before earlier ones); when the original tokens alone do not fit, the sentence is
  * split into windows (each with its own [CLS]/[SEP] and offsets), never inside a matched name or
- * inside a word-piece sequence.
+ * inside a word-piece sequence. The windows are balanced: a sentence that needs k windows gets k of
+ * about n / k original tokens each (cut after a clause mark such as ，；。 when one is within a few
+ * tokens of the even cut), so that every window keeps room for its own branches; filling the first
+ * windows with original tokens would leave them none. Each window is built as a sentence of its own:
+ * soft positions restart after its [CLS], its names see only its own branches.
  */
 import type { InjectedSentence, Span, Token, TokenizerPort, Triple } from '../domain/index.ts';
 
@@ -128,6 +132,15 @@ interface PlacedMatch {
 }
 
 const FIELDS = 7;
+/** At most this many tokens between a window cut and the even cut, to end the window on a clause mark. */
+const MAX_CUT_SLACK = 12;
+/** Marks that end a clause in Chinese text (full-width, as written): a good place to end a window. */
+const CLAUSE_MARKS = new Set(['，', '；', '。', '！', '？', '、', '：', ';', '!', '?']);
+
+/** The token is one clause mark (as written in the text, whatever the tokenizer folds it to). */
+function isClauseEnd(text: string, token: Token): boolean {
+  return token.end - token.start === 1 && CLAUSE_MARKS.has(text[token.start]);
+}
 
 function isContinuation(token: Token, previous: Token): boolean {
   return previous.end === token.start && token.text.charCodeAt(0) === 0x23 && token.text.charCodeAt(1) === 0x23;
@@ -197,28 +210,53 @@ export class SentenceTreeBuilder {
     return placed;
   }
 
-  /** Window boundaries over original tokens: [start, end) pairs. */
-  private windows(tokens: readonly Token[], placed: PlacedMatch[], capacity: number): number[] {
+  /**
+   * Window boundaries over original tokens: [0, c1, ..., n]. A sentence that fits is one window. A longer
+   * one needing k = ceil(n / capacity) windows is cut into k windows of about n / k tokens, one cut at a
+   * time (the count is recomputed for what is left, so a cut moved by a name or a word only adds a window
+   * when it must).
+   */
+  private windows(text: string, tokens: readonly Token[], placed: PlacedMatch[], capacity: number): number[] {
     const n = tokens.length;
+    if (n <= capacity) return [0, n];
+    // Positions a window may not end at (cut between tokens e - 1 and e): inside a word-piece
+    // sequence or inside a matched name.
+    const blocked = new Uint8Array(n + 1);
+    for (let e = 1; e < n; e++) if (isContinuation(tokens[e], tokens[e - 1])) blocked[e] = 1;
+    for (const p of placed) blocked.fill(1, p.firstTok + 1, p.lastTok + 1);
     const cuts: number[] = [0];
     let start = 0;
-    let m = 0;
     while (n - start > capacity) {
-      let end = start + capacity;
-      // Do not cut a word-piece sequence (unless one word is longer than a whole window) ...
-      let e = end;
-      while (e > start + 1 && isContinuation(tokens[e], tokens[e - 1])) e--;
-      if (!isContinuation(tokens[e], tokens[e - 1])) end = e;
-      // ... nor a matched name (a name longer than a whole window is cut and loses its branches).
-      while (m < placed.length && placed[m].lastTok < start) m++;
-      for (let j = m; j < placed.length && placed[j].firstTok < end; j++) {
-        const p = placed[j];
-        if (p.lastTok >= end && p.firstTok > start) end = p.firstTok;
+      const left = n - start;
+      const count = Math.ceil(left / capacity); // windows still needed, this one included
+      const ideal = start + Math.ceil(left / count);
+      const hi = start + capacity;
+      // The rest must still fit in count - 1 windows.
+      const lo = Math.max(start + 1, n - (count - 1) * capacity);
+      const slack = Math.min(MAX_CUT_SLACK, Math.max(1, Math.floor((ideal - start) / 10)));
+      let end = -1;
+      // 1. After a clause mark near the even cut (nearest first, later one on a tie).
+      for (let d = 0; d <= slack && end < 0; d++) {
+        for (const e of [ideal + d, ideal - d]) {
+          if (e >= lo && e <= hi && !blocked[e] && isClauseEnd(text, tokens[e - 1])) {
+            end = e;
+            break;
+          }
+        }
       }
+      // 2. The allowed position nearest the even cut that keeps the window count.
+      for (let d = 0; end < 0 && (ideal + d <= hi || ideal - d >= lo); d++) {
+        if (ideal + d <= hi && !blocked[ideal + d]) end = ideal + d;
+        else if (ideal - d >= lo && !blocked[ideal - d]) end = ideal - d;
+      }
+      // 3. The last allowed position (one more window follows), else a cut inside a word or a name
+      //    longer than a whole window (the name loses its branches).
+      for (let e = lo - 1; end < 0 && e > start; e--) if (!blocked[e]) end = e;
+      if (end < 0) end = hi;
       cuts.push(end);
       start = end;
     }
-    if (n > 0 || cuts.length === 1) cuts.push(n);
+    cuts.push(n);
     return cuts;
   }
 
@@ -234,7 +272,7 @@ export class SentenceTreeBuilder {
     const placed = opts.knowledge && opts.maxEntities > 0 && input.matches?.length ? this.place(text, tokens, input.matches) : [];
     const specials = opts.specialTokens ? 2 : 0;
     const capacity = opts.maxLength - specials;
-    const cuts = this.windows(tokens, placed, capacity);
+    const cuts = this.windows(text, tokens, placed, capacity);
     const trees: SentenceTree[] = [];
     let firstMatch = 0;
     for (let w = 0; w + 1 < cuts.length; w++) {

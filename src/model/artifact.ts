@@ -1,6 +1,6 @@
 /**
  * Model artifacts: a directory holding
- *   config.json          ArtifactConfig (model shape, labels, vocabulary hash, knowledge options)
+ *   config.json          ArtifactConfig (model shape, labels, vocabulary hash, tokenizer and knowledge options)
  *   weights.safetensors  every weight, fp32 or fp16, Hugging Face names (see types.ts)
  *   manifest.json        { files: { name: sha256 }, version }
  * The version is `${config.name}+${hash}` where hash is the first 12 hex digits of the sha256 of the
@@ -15,7 +15,8 @@ import type { ModelVersion } from '../domain/index.ts';
 import { ModelError, SchemaError } from '../errors/index.ts';
 import { fromWeightMap, readSafetensors, toWeightMap, writeSafetensors } from './safetensors.ts';
 import { SHIPPED_VOCAB_SHA256 } from './tokenizer.ts';
-import type { ArtifactConfig, BertConfig, ModelArtifact, WeightMap } from './types.ts';
+import type { TokenizerOptions } from './tokenizer.ts';
+import type { ArtifactConfig, BertConfig, ModelArtifact, TokenizerConfig, WeightMap } from './types.ts';
 
 export const CONFIG_FILE = 'config.json';
 export const WEIGHTS_FILE = 'weights.safetensors';
@@ -39,6 +40,43 @@ export interface WriteArtifactOptions {
 export interface LoadArtifactOptions {
   /** The vocabulary hash the tokenizer in use has (default: the shipped vocabulary's). */
   vocabSha256?: string;
+  /** The tokenizer in use folds full-width forms (checked against the config when given). */
+  foldFullWidth?: boolean;
+}
+
+/**
+ * The tokenizer options an artifact was made with. An artifact without config.tokenizer predates the
+ * field: every such model saw text with full-width forms folded (the tokenizer's only mode then).
+ */
+export function tokenizerConfigOf(config: Pick<ArtifactConfig, 'tokenizer'>): TokenizerConfig {
+  return { foldFullWidth: config.tokenizer?.foldFullWidth ?? true };
+}
+
+/** Full-width punctuation whose ids a model trained on folded text never sees ("，" is 8024 unfolded, "," folded). */
+const FULL_WIDTH_PROBES = ['，', '：', '；', '（', '）'];
+
+/**
+ * True when a checkpoint's word embeddings show that it was trained on text with full-width forms folded:
+ * the rows of "，：；（）" are all exactly the [UNK] row, which is how python/rmbert_train/export.py fills
+ * the ids its pretraining corpus (`rmbert corpus`, folded) never had. A checkpoint trained on Hugging
+ * Face's tokenization (bert-base-chinese) has learned rows of its own for them.
+ */
+export function embeddingsShowFoldedText(weights: WeightMap, vocab: { idOf(token: string): number | undefined; unkId: number }): boolean {
+  const word = weights.get('bert.embeddings.word_embeddings.weight');
+  if (!word || word.shape.length !== 2) return false;
+  const [rows, hidden] = word.shape;
+  const row = (id: number): Float32Array => word.data.subarray(id * hidden, (id + 1) * hidden);
+  if (vocab.unkId >= rows) return false;
+  const unk = row(vocab.unkId);
+  return FULL_WIDTH_PROBES.every((token) => {
+    const id = vocab.idOf(token);
+    return id !== undefined && id < rows && id !== vocab.unkId && row(id).every((v, i) => Object.is(v, unk[i]));
+  });
+}
+
+/** The options to give BertTokenizer (load, withOptions) for this artifact's model. */
+export function tokenizerOptionsOf(config: Pick<ArtifactConfig, 'tokenizer'>): TokenizerOptions {
+  return { foldFullWidth: tokenizerConfigOf(config).foldFullWidth };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -110,6 +148,11 @@ export function parseArtifactConfig(raw: unknown, source = CONFIG_FILE): Artifac
   problems.push(...bertConfigProblems(c.model));
   problems.push(...labelProblems(c.labels));
   if (typeof c.vocabSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(c.vocabSha256)) problems.push('vocabSha256 must be 64 lower-case hex digits');
+  if (c.tokenizer !== undefined) {
+    const t = c.tokenizer as Record<string, unknown> | null;
+    if (t === null || typeof t !== 'object' || Array.isArray(t)) problems.push('tokenizer must be an object');
+    else if (typeof t.foldFullWidth !== 'boolean') problems.push('tokenizer.foldFullWidth must be true or false');
+  }
   const k = c.knowledge as Record<string, unknown> | undefined;
   if (k === null || typeof k !== 'object') problems.push('knowledge must be an object');
   else {
@@ -322,8 +365,18 @@ export async function readManifest(dir: string): Promise<ArtifactManifest> {
 }
 
 /**
+ * The tokenizer options of the artifact at `dir`, from its config.json alone (loadArtifact verifies the
+ * rest), for building the tokenizer before the artifact is loaded.
+ */
+export async function readTokenizerOptions(dir: string): Promise<TokenizerOptions> {
+  const root = path.resolve(dir);
+  return tokenizerOptionsOf(parseArtifactConfig(parseJsonFile(root, CONFIG_FILE, await readArtifactFile(root, CONFIG_FILE)), `artifact ${root}: ${CONFIG_FILE}`));
+}
+
+/**
  * Loads and verifies an artifact: every file's sha256 against the manifest, the version against the
- * hashes, the config's structure, its vocabulary hash against the tokenizer's, and the weights
+ * hashes, the config's structure, its vocabulary hash (and, when given, its full-width folding) against
+ * the tokenizer's, and the weights
  * against the config (no missing, unknown or mis-shaped weight).
  */
 export async function loadArtifact(dir: string, options: LoadArtifactOptions = {}): Promise<ModelArtifact> {
@@ -348,6 +401,13 @@ export async function loadArtifact(dir: string, options: LoadArtifactOptions = {
   if (config.vocabSha256 !== vocab) {
     throw new ModelError(
       `artifact ${root}: ${CONFIG_FILE} was made for vocabulary ${config.vocabSha256.slice(0, 12)}..., the tokenizer's is ${vocab.slice(0, 12)}...; token ids would not match`,
+    );
+  }
+  const fold = tokenizerConfigOf(config).foldFullWidth;
+  if (options.foldFullWidth !== undefined && options.foldFullWidth !== fold) {
+    throw new ModelError(
+      `artifact ${root}: ${CONFIG_FILE} was made with a tokenizer that ${fold ? 'folds' : 'does not fold'} full-width forms (tokenizer.foldFullWidth ${fold}), ` +
+        `the tokenizer in use ${options.foldFullWidth ? 'folds' : 'does not'}; token ids would not match (BertTokenizer.withOptions(tokenizerOptionsOf(config)) gives the right one)`,
     );
   }
   let weights: WeightMap;

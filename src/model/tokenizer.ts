@@ -11,18 +11,29 @@
  * - each punctuation character (ASCII symbols and Unicode P*) is one token;
  * - every other run of characters is a word, split greedily longest-match-first into WordPiece pieces
  *   ("##" marks a continuation); a word with no full cover, or longer than 100 characters, is one [UNK].
- * Normalisation: `normalizeCodeUnit` (full-width ASCII forms, ideographic space, ASCII lower case, the
- * same mapping the knowledge matcher uses), then Unicode lower case, then BERT's accent stripping
- * (NFD, drop combining marks Mn). It is done per input character, so a token's [start, end) always
- * covers whole input characters: a combining mark stays inside its base letter's token, and a
- * character whose NFD has several letters (a Hangul syllable) maps all of them to its own span.
+ * Normalisation: with `foldFullWidth` (the default), first `normalizeCodeUnit` (full-width ASCII forms
+ * U+FF01..U+FF5E to ASCII, ideographic space to space, ASCII lower case: the mapping the knowledge
+ * matcher uses); then Unicode lower case, then BERT's accent stripping (NFD, drop combining marks Mn).
+ * It is done per input character, so a token's [start, end) always covers whole input characters: a
+ * combining mark stays inside its base letter's token, and a character whose NFD has several letters
+ * (a Hangul syllable) maps all of them to its own span.
  *
- * Deviations from the reference BasicTokenizer, all on rare characters: form feed, vertical tab,
+ * Full-width forms. Hugging Face's BasicTokenizer does not fold them (NFD keeps U+FF0C "，", and
+ * lower-casing maps "Ａ" to "ａ", not "a"), and bert-base-chinese's vocabulary has its own ids for "，",
+ * "：", "（", "１", "ａ"... (68 of the 94 forms; no upper-case ones). Every model this project trained saw
+ * the folded ids, so folding is the default; `foldFullWidth: false` gives Hugging Face's ids, for a
+ * checkpoint trained elsewhere (artifact config `tokenizer.foldFullWidth`, see model/artifact.ts).
+ * Word boundaries differ too: unfolded, "＋＜＝＞～｜＄＾｀" are symbols (Sm/Sc/Sk), not punctuation, so
+ * they stay inside a word as in Hugging Face, where folded "+<=>~|$^`" are ASCII punctuation.
+ *
+ * Other deviations from the reference BasicTokenizer, all on rare characters: form feed, vertical tab,
  * U+001C..U+001F and U+0085 separate words instead of silently joining them; U+FFFD, private-use,
  * unassigned and lone-surrogate code units become [UNK] instead of vanishing (no silent loss);
- * full-width forms are folded to ASCII before lookup; literal "[MASK]" etc. in input text are plain text;
- * lower-casing is per character, so a word-final Greek capital sigma becomes σ, not ς.
- * Ids match Hugging Face's reference implementation on the fixture test/fixtures/parity/tokenizer.json.
+ * literal "[MASK]" etc. in input text are plain text; lower-casing is per character, so a word-final
+ * Greek capital sigma becomes σ, not ς.
+ * Ids match Hugging Face's reference implementation on the fixture test/fixtures/parity/tokenizer.json
+ * (whose texts the fixture script folds before giving them to Hugging Face) and, unfolded, on the cases
+ * of test/unit/model/tokenizer.test.ts.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -50,13 +61,25 @@ const PUNCT = 3;
 const CJK = 4;
 const WORD = 5;
 
-// Normalised form of a BMP code unit: a single code unit (>= 0), several (MULTI: see bmpNormMulti) or none (EMPTY).
+// Normalised form of a BMP code unit: a single code unit (>= 0), several (MULTI: see CharTables.multi) or none (EMPTY).
 const NORM_MULTI = -2;
 const NORM_EMPTY = -3;
 
-const bmpClass = new Uint8Array(65536);
-const bmpNorm = new Int32Array(65536);
-const bmpNormMulti = new Map<number, string>();
+/** Class and normalised form of every BMP code unit, filled lazily; one set per folding mode. */
+interface CharTables {
+  readonly fold: boolean;
+  readonly cls: Uint8Array;
+  readonly norm: Int32Array;
+  readonly multi: Map<number, string>;
+}
+
+function charTables(fold: boolean): CharTables {
+  return { fold, cls: new Uint8Array(65536), norm: new Int32Array(65536), multi: new Map() };
+}
+
+const FOLDED_TABLES = charTables(true);
+let rawTables: CharTables | null = null;
+/** Astral characters are never folded: one cache serves both modes. */
 const astralInfo = new Map<number, { cls: number; norm: string }>();
 
 const PUNCT_RE = /^\p{P}$/u;
@@ -108,12 +131,12 @@ function classify(cp: number, folded: number, norm: string): number {
   return WORD;
 }
 
-function computeBmp(c: number): void {
-  const folded = normalizeCodeUnit(c);
+function computeBmp(t: CharTables, c: number): number {
+  const folded = t.fold ? normalizeCodeUnit(c) : c;
   const norm = c >= 0xd800 && c <= 0xdfff ? String.fromCharCode(c) : normalizeChar(String.fromCharCode(folded));
-  bmpNorm[c] = norm.length === 1 ? norm.charCodeAt(0) : norm.length === 0 ? NORM_EMPTY : NORM_MULTI;
-  if (norm.length > 1) bmpNormMulti.set(c, norm);
-  bmpClass[c] = classify(c, folded, norm);
+  t.norm[c] = norm.length === 1 ? norm.charCodeAt(0) : norm.length === 0 ? NORM_EMPTY : NORM_MULTI;
+  if (norm.length > 1) t.multi.set(c, norm);
+  return (t.cls[c] = classify(c, folded, norm));
 }
 
 function astral(cp: number): { cls: number; norm: string } {
@@ -127,12 +150,23 @@ function astral(cp: number): { cls: number; norm: string } {
 }
 
 /** The normalised text of one BMP code unit (after computeBmp). */
-function bmpNormString(c: number): string {
-  const n = bmpNorm[c];
-  return n >= 0 ? String.fromCharCode(n) : n === NORM_EMPTY ? '' : bmpNormMulti.get(c)!;
+function bmpNormString(t: CharTables, c: number): string {
+  const n = t.norm[c];
+  return n >= 0 ? String.fromCharCode(n) : n === NORM_EMPTY ? '' : t.multi.get(c)!;
+}
+
+export interface TokenizerOptions {
+  /**
+   * Fold full-width ASCII forms (U+FF01..U+FF5E: "，" -> ",", "Ａ" -> "a") and the ideographic space
+   * before lookup, as every model this project trained saw its text (default true). False tokenizes
+   * them as Hugging Face's BertTokenizer does ("，" keeps its own id), for checkpoints trained elsewhere.
+   */
+  foldFullWidth?: boolean;
 }
 
 export class BertTokenizer implements TokenizerPort {
+  /** See TokenizerOptions.foldFullWidth. */
+  readonly foldFullWidth: boolean;
   readonly vocabSha256: string;
   readonly vocabSize: number;
   readonly padId: number;
@@ -149,6 +183,9 @@ export class BertTokenizer implements TokenizerPort {
   private readonly charId = new Int32Array(65536).fill(-2);
   private readonly maxPieceLength: number;
   private readonly wordCache = new Map<string, Int32Array | null>();
+  private readonly tables: CharTables;
+  /** The tokenizer of the same vocabulary in the other folding mode, once asked for (see withOptions). */
+  private sibling: BertTokenizer | null = null;
 
   // Per-word scratch: normalised code units and the input span each came from.
   private wordUnits = new Uint16Array(256);
@@ -156,7 +193,9 @@ export class BertTokenizer implements TokenizerPort {
   private wordEnd = new Int32Array(256);
 
   /** Builds a tokenizer from the vocabulary lines (id = index). Prefer `load`. */
-  constructor(tokens: readonly string[], vocabSha256: string) {
+  constructor(tokens: readonly string[], vocabSha256: string, options: TokenizerOptions = {}) {
+    this.foldFullWidth = options.foldFullWidth ?? true;
+    this.tables = this.foldFullWidth ? FOLDED_TABLES : (rawTables ??= charTables(false));
     this.tokens = tokens;
     this.vocabSha256 = vocabSha256;
     this.vocabSize = tokens.length;
@@ -184,23 +223,23 @@ export class BertTokenizer implements TokenizerPort {
   }
 
   /** Loads a vocab.txt (one token per line, id = line index); by default the shipped bert-base-chinese vocabulary. */
-  static async load(vocabPath: string = DEFAULT_VOCAB_PATH): Promise<BertTokenizer> {
-    return BertTokenizer.fromVocabBytes(await readVocab(vocabPath, (p) => readFile(p)), vocabPath);
+  static async load(vocabPath: string = DEFAULT_VOCAB_PATH, options: TokenizerOptions = {}): Promise<BertTokenizer> {
+    return BertTokenizer.fromVocabBytes(await readVocab(vocabPath, (p) => readFile(p)), vocabPath, options);
   }
 
   /** Synchronous `load`, for composition roots and scripts that cannot await. */
-  static loadSync(vocabPath: string = DEFAULT_VOCAB_PATH): BertTokenizer {
+  static loadSync(vocabPath: string = DEFAULT_VOCAB_PATH, options: TokenizerOptions = {}): BertTokenizer {
     let bytes: Uint8Array;
     try {
       bytes = readFileSync(vocabPath);
     } catch (error) {
       throw new SchemaError(`cannot read vocabulary ${vocabPath}: ${(error as Error).message}`, { cause: error });
     }
-    return BertTokenizer.fromVocabBytes(bytes, vocabPath);
+    return BertTokenizer.fromVocabBytes(bytes, vocabPath, options);
   }
 
   /** Parses vocab.txt bytes; `source` names the file in errors. */
-  static fromVocabBytes(bytes: Uint8Array, source = 'vocabulary'): BertTokenizer {
+  static fromVocabBytes(bytes: Uint8Array, source = 'vocabulary', options: TokenizerOptions = {}): BertTokenizer {
     let text: string;
     try {
       text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -211,7 +250,21 @@ export class BertTokenizer implements TokenizerPort {
     const lines = text.split('\n');
     if (lines[lines.length - 1] === '') lines.pop();
     const tokens = lines.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
-    return new BertTokenizer(tokens, createHash('sha256').update(bytes).digest('hex'));
+    return new BertTokenizer(tokens, createHash('sha256').update(bytes).digest('hex'), options);
+  }
+
+  /**
+   * This vocabulary with these options: `this` when they are this tokenizer's, else the tokenizer of
+   * the other folding mode (built once, then reused), e.g. the one an artifact's config asks for.
+   */
+  withOptions(options: TokenizerOptions): BertTokenizer {
+    const fold = options.foldFullWidth ?? true;
+    if (fold === this.foldFullWidth) return this;
+    if (!this.sibling) {
+      this.sibling = new BertTokenizer(this.tokens, this.vocabSha256, { foldFullWidth: fold });
+      this.sibling.sibling = this;
+    }
+    return this.sibling;
   }
 
   idOf(token: string): number | undefined {
@@ -226,8 +279,8 @@ export class BertTokenizer implements TokenizerPort {
   private idOfUnit(c: number): number {
     let id = this.charId[c];
     if (id === -2) {
-      if (bmpClass[c] === UNCOMPUTED) computeBmp(c);
-      id = this.vocab.get(bmpNormString(c)) ?? -1;
+      if (this.tables.cls[c] === UNCOMPUTED) computeBmp(this.tables, c);
+      id = this.vocab.get(bmpNormString(this.tables, c)) ?? -1;
       this.charId[c] = id;
     }
     return id;
@@ -250,6 +303,9 @@ export class BertTokenizer implements TokenizerPort {
   }
 
   tokenize(text: string): Token[] {
+    const tables = this.tables;
+    const bmpClass = tables.cls;
+    const bmpNorm = tables.norm;
     const out: Token[] = [];
     const len = text.length;
     let wordLength = 0; // normalised code units in the current word
@@ -267,18 +323,18 @@ export class BertTokenizer implements TokenizerPort {
           const info = astral(((c - 0xd800) << 10) + (d - 0xdc00) + 0x10000);
           cls = info.cls;
           astralNorm = info.norm;
-        } else cls = bmpClass[c] || (computeBmp(c), bmpClass[c]);
-      } else cls = bmpClass[c] || (computeBmp(c), bmpClass[c]);
+        } else cls = bmpClass[c] || computeBmp(tables, c);
+      } else cls = bmpClass[c] || computeBmp(tables, c);
 
       if (cls === WORD) {
         if (astralNorm === undefined) {
           const n = bmpNorm[c];
           if (n >= 0) this.pushWordUnit(wordLength++, n, i, i + 1);
           else {
-            const s = bmpNormMulti.get(c)!;
+            const s = tables.multi.get(c)!;
             for (let k = 0; k < s.length; k++) this.pushWordUnit(wordLength++, s.charCodeAt(k), i, i + 1);
           }
-          wordChars += bmpNorm[c] >= 0 ? 1 : [...bmpNormMulti.get(c)!].length;
+          wordChars += bmpNorm[c] >= 0 ? 1 : [...tables.multi.get(c)!].length;
         } else {
           for (let k = 0; k < astralNorm.length; k++) this.pushWordUnit(wordLength++, astralNorm.charCodeAt(k), i, i + 2);
           wordChars += [...astralNorm].length;

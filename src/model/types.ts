@@ -50,6 +50,16 @@ export interface KnowledgeOptions {
   enabled: boolean;
 }
 
+/** How the model's text was tokenized (src/model/tokenizer.ts, TokenizerOptions); the stage must tokenize the same way. */
+export interface TokenizerConfig {
+  /**
+   * Full-width ASCII forms ("，", "（", "Ａ", "１") folded to ASCII before lookup. Absent config.tokenizer
+   * means true: every model this project trained saw folded text. False for a checkpoint trained
+   * elsewhere (Hugging Face's BertTokenizer does not fold).
+   */
+  foldFullWidth: boolean;
+}
+
 /** config.json of a model artifact directory. */
 export interface ArtifactConfig {
   /** Semantic name, e.g. "rmbert-medical-1.0.0". */
@@ -59,6 +69,8 @@ export interface ArtifactConfig {
   labels: string[];
   /** sha256 of the vocabulary file the token ids refer to. */
   vocabSha256: string;
+  /** Tokenizer options; absent in artifacts made before the field existed (see tokenizerConfigOf). */
+  tokenizer?: TokenizerConfig;
   knowledge: KnowledgeOptions;
   /** Free-form facts about how the artifact was made (training data, steps, metrics). */
   training?: Record<string, unknown>;

@@ -5,6 +5,7 @@
  * (WordPiece keeps digit and Latin runs together) gives its tag to its first character and I- of
  * the same type (or O) to the others.
  */
+import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeAdditiveMask } from '../domain/index.ts';
 import type { InjectedSentence } from '../domain/index.ts';
@@ -27,6 +28,8 @@ export interface KnowledgeSetup {
   enabled: boolean;
   /** .spo file of the graph to inject (required when enabled). */
   kgFile?: string;
+  /** More .spo files loaded into the same graph (e.g. a term list); names in several files get the union of their triples. */
+  extraKgFiles?: readonly string[];
   inject: InjectMode;
   maxEntities: number;
   maxLength: number;
@@ -54,12 +57,15 @@ export async function createInjector(tokenizer: BertTokenizer, k: KnowledgeSetup
   if (!k.enabled) return { injector: new KnowledgeInjector(tokenizer, null, treeOptions), triples: 0 };
   if (!k.kgFile) throw new ConfigError(['knowledge injection is on but no knowledge graph file (.spo) was given']);
   const graph = new InMemoryKnowledgeGraph();
-  const report = await loadSpoFile(k.kgFile, graph);
+  const reports = [];
+  for (const file of [k.kgFile, ...(k.extraKgFiles ?? [])]) reports.push(await loadSpoFile(file, graph));
   const snapshot = await createSnapshot(graph, { maxEntities: k.maxEntities });
+  const kgVersion =
+    reports.length === 1 ? reports[0].stamp.version : createHash('sha256').update(reports.map((r) => r.stamp.version).join('+')).digest('hex');
   return {
     injector: new KnowledgeInjector(tokenizer, staticKnowledge(snapshot), treeOptions),
-    kgVersion: report.stamp.version,
-    triples: report.distinctTriples,
+    kgVersion,
+    triples: reports.reduce((n, r) => n + r.distinctTriples, 0),
   };
 }
 
@@ -292,7 +298,7 @@ export interface LoadedNerModel {
 
 /** Loads a fine-tuned NER artifact into a tfjs model, with the knowledge setup it was trained with. */
 export async function loadNerModel(dir: string, tokenizer: BertTokenizer): Promise<LoadedNerModel> {
-  const artifact = await loadArtifact(dir, { vocabSha256: tokenizer.vocabSha256 });
+  const artifact = await loadArtifact(dir, { vocabSha256: tokenizer.vocabSha256, foldFullWidth: tokenizer.foldFullWidth });
   const { config } = artifact;
   if (config.labels.length === 0) throw new ConfigError([`${dir} is a backbone without a classification head; give a fine-tuned NER model`]);
   const model = BertModel.fromWeights(config.model, artifact.weights, config.labels.length, { mlmHead: false });

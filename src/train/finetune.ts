@@ -388,7 +388,7 @@ interface LoadedModel {
 
 async function buildModel(o: FineTuneOptions, numLabels: number): Promise<LoadedModel> {
   if ('backboneDir' in o.model) {
-    const art = await loadArtifact(o.model.backboneDir, { vocabSha256: o.tokenizer.vocabSha256 });
+    const art = await loadArtifact(o.model.backboneDir, { vocabSha256: o.tokenizer.vocabSha256, foldFullWidth: o.tokenizer.foldFullWidth });
     const weights: WeightMap = new Map([...art.weights].filter(([n]) => !n.startsWith('classifier.') && !n.startsWith('cls.')));
     const model = BertModel.fromWeights(art.config.model, weights, numLabels, { seed: o.seed, dropout: o.dropout, mlmHead: false });
     return {
@@ -697,6 +697,7 @@ export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
         model: config,
         labels,
         vocabSha256: o.tokenizer.vocabSha256,
+        tokenizer: { foldFullWidth: o.tokenizer.foldFullWidth },
         knowledge,
         training: {
           task: 'ner',

@@ -11,7 +11,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../../errors/index.ts';
 import { selectBackend } from '../../model/backend.ts';
 import type { BackendChoice } from '../../model/backend.ts';
-import { BertTokenizer } from '../../model/tokenizer.ts';
+import { readTokenizerOptions } from '../../model/artifact.ts';
+import { BertTokenizer, DEFAULT_VOCAB_PATH } from '../../model/tokenizer.ts';
 import { segmentSentences } from '../../pipeline/segment.ts';
 import { charOffsets } from '../../train/baselines.ts';
 import { analyseModel, formatAnalysis, predictionRecord } from '../../train/baselines.ts';
@@ -106,7 +107,8 @@ export async function run(argv: string[]): Promise<number> {
   if (problems.length) throw new ConfigError(problems);
 
   await selectBackend((values.backend ?? 'auto') as BackendChoice);
-  const tokenizer = await BertTokenizer.load();
+  // The model's own tokenization (config.tokenizer: full-width folding, on unless it says otherwise).
+  const tokenizer = await BertTokenizer.load(DEFAULT_VOCAB_PATH, await readTokenizerOptions(values.model!));
   const loaded = await loadNerModel(values.model!, tokenizer);
   try {
     const dataDir = values['data-dir'] ? path.resolve(values['data-dir']) : defaultDataDir();

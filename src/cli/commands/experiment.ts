@@ -8,7 +8,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../../errors/index.ts';
 import { selectBackend } from '../../model/backend.ts';
 import type { BackendChoice } from '../../model/backend.ts';
-import { BertTokenizer } from '../../model/tokenizer.ts';
+import { readTokenizerOptions } from '../../model/artifact.ts';
+import { BertTokenizer, DEFAULT_VOCAB_PATH } from '../../model/tokenizer.ts';
 import { defaultExperimentSettings, EXPERIMENT_NAMES, experimentRuns, METHODS, runExperiment } from '../../train/experiments/index.ts';
 import type { ExperimentName, Method } from '../../train/experiments/index.ts';
 import type { NamedCorpus } from '../../train/datasets.ts';
@@ -174,7 +175,8 @@ export async function run(argv: string[]): Promise<number> {
 
   const log = (line: string) => console.error(line);
   if (!s.dryRun) await selectBackend((values.backend ?? 'auto') as BackendChoice);
-  const tokenizer = await BertTokenizer.load();
+  // The backbone's own tokenization (config.tokenizer: full-width folding, on unless it says otherwise).
+  const tokenizer = await BertTokenizer.load(DEFAULT_VOCAB_PATH, existsSync(path.join(s.backboneDir, 'config.json')) ? await readTokenizerOptions(s.backboneDir) : {});
   log(`experiment ${name}: ${experimentRuns(name!, s).length} runs`);
   const output = await runExperiment(name!, s, tokenizer, log);
   if (output) {

@@ -4,7 +4,7 @@
  * `rmbert eval` build them (createInjector + prepareExamples), so that the TypeScript knowledge layer
  * stays the one implementation of the sentence tree.
  */
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,7 +16,8 @@ import { BertTokenizer } from '../../model/tokenizer.ts';
 import { bioLabels, defaultDataDir, loadCorpus } from '../../train/datasets.ts';
 import type { NamedCorpus, NerSentence, SplitName } from '../../train/datasets.ts';
 import { createInjector, prepareExamples } from '../../train/evaluate.ts';
-import type { KnowledgeSetup, PreparedSet } from '../../train/evaluate.ts';
+import type { InjectorSetup, KnowledgeSetup, PreparedSet } from '../../train/evaluate.ts';
+import { collectTerms, dropTerms, termsToSpo } from '../../train/terms.ts';
 import { CORPUS_DEFAULTS } from './finetune.ts';
 
 export const summary = 'write the knowledge-injected NER examples (sentence trees, labels, visibility) for the PyTorch trainer';
@@ -63,6 +64,14 @@ knowledge (defaults as in \`rmbert finetune\`):
   --max-entities N      branches per matched name (default ${TREE_DEFAULTS.maxEntities})
   --max-length N        tokens per example, branches and [CLS]/[SEP] included (default ${TREE_DEFAULTS.maxLength});
                         longer sentences lose branches first, then are split into windows
+  --extra-kg FILE       another .spo graph loaded beside --kg (repeatable), e.g. the CMeKG typed view
+                        that scripts/kg/cmekg_to_spo.py writes
+  --terms               also inject the TRAINING split's entity list as a term list (src/train/terms.ts:
+                        surface, 词表, type), as a hospital's own term list would be
+  --terms-drop F        fraction of the term list's surfaces dropped at random in the train split, so the
+                        model does not trust the list blindly (default 0.3; dev and test see the whole list)
+  --terms-variants K    write K train splits with different drops (train, train-1, ..., train-<K-1>);
+                        python/rmbert_train/finetune.py uses one per epoch in turn (default 1)
   --limit N             only the first N sentences of each split (for tests and quick looks)
   -h, --help            this text
 `;
@@ -98,6 +107,8 @@ export interface SplitInfo {
   knowledge: KnowledgeSetup;
   kgVersion: string | null;
   triples: number;
+  /** The training split's term list injected beside the graph (src/train/terms.ts), when it is. */
+  terms?: { surfaces: number; kept: number; dropFraction: number; seed: number | null } | null;
   tokenizer: Pick<BertTokenizer, 'vocabSha256' | 'padId' | 'clsId' | 'sepId'>;
 }
 
@@ -190,8 +201,10 @@ export function writeFeatureSplit(dir: string, prepared: PreparedSet, info: Spli
       softPositions: k.softPositions,
       visibilityMatrix: k.visibilityMatrix,
       kgFile: k.enabled && k.kgFile ? path.basename(k.kgFile) : null,
+      ...(k.extraKgFiles?.length ? { extraKgFiles: k.extraKgFiles.map((f) => path.basename(f)) } : {}),
       kgVersion: info.kgVersion,
       triples: info.triples,
+      terms: info.terms ?? null,
     },
     vocabSha256: info.tokenizer.vocabSha256,
     padId: info.tokenizer.padId,
@@ -240,6 +253,10 @@ export async function run(argv: string[]): Promise<number> {
       'max-entities': { type: 'string' },
       'max-length': { type: 'string' },
       limit: { type: 'string' },
+      terms: { type: 'boolean' },
+      'extra-kg': { type: 'string', multiple: true },
+      'terms-drop': { type: 'string' },
+      'terms-variants': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -266,25 +283,65 @@ export async function run(argv: string[]): Promise<number> {
     visibilityMatrix: !values['no-visibility'],
   };
   if (knowledge.enabled && !existsSync(knowledge.kgFile!)) problems.push(`knowledge graph file ${knowledge.kgFile} not found (give --kg FILE or --no-knowledge)`);
+  const extraKg = (values['extra-kg'] ?? []).map((f) => path.resolve(f));
+  for (const f of extraKg) if (!existsSync(f)) problems.push(`--extra-kg ${f} not found`);
+  if (extraKg.length && !knowledge.enabled) problems.push('--extra-kg needs knowledge injection (drop --no-knowledge)');
+  if (extraKg.length) knowledge.extraKgFiles = extraKg;
   const limit = values.limit === undefined ? Infinity : integer(values.limit, 'limit', 0, 1, problems);
+  const termsDrop = Number(values['terms-drop'] ?? 0.3);
+  if (!(termsDrop >= 0 && termsDrop < 1)) problems.push(`--terms-drop must be a number in [0, 1) (got "${values['terms-drop']}")`);
+  const termsVariants = integer(values['terms-variants'], 'terms-variants', 1, 1, problems);
+  if (values.terms && !knowledge.enabled) problems.push('--terms needs knowledge injection (drop --no-knowledge)');
   const dataDir = path.resolve(values['data-dir'] ?? defaultDataDir());
   if (!existsSync(dataDir)) problems.push(`--data-dir: ${dataDir} does not exist`);
   if (problems.length) throw new ConfigError(problems);
 
-  const outDir = path.resolve(values.out ?? path.join('.cache', 'features', `${corpusName}-${knowledgeTag(knowledge, defaultKg)}`));
+  const tag = `${knowledgeTag(knowledge, defaultKg)}${extraKg.map((f) => `-${path.basename(f, '.spo').toLowerCase()}`).join('')}${values.terms ? `-terms${Math.round(termsDrop * 100)}` : ''}`;
+  const outDir = path.resolve(values.out ?? path.join('.cache', 'features', `${corpusName}-${tag}`));
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const started = performance.now();
   const tokenizer = await BertTokenizer.load();
   const corpus = loadCorpus(corpusName, dataDir);
   const labels = bioLabels(corpus.types);
-  const setup = await createInjector(tokenizer, knowledge);
-  if (knowledge.enabled) log(`knowledge graph ${path.basename(knowledge.kgFile!)}: ${setup.triples} triples, version ${setup.kgVersion?.slice(0, 12)}`);
+  // The term list: the whole list for dev and test, seeded drops of it for each train variant.
+  const terms = values.terms ? collectTerms(corpus.train.sentences, corpus.types) : null;
+  const termDir = terms ? mkdtempSync(path.join(os.tmpdir(), 'rmbert-terms-')) : null;
+  const termFile = (name: string, list: ReadonlyMap<string, string>): string => {
+    const file = path.join(termDir!, `${name}.spo`);
+    writeFileSync(file, termsToSpo(list));
+    return file;
+  };
+  if (terms) log(`term list: ${terms.size} surfaces from the training split; train drops ${Math.round(termsDrop * 100)} % of them (${termsVariants} variant(s))`);
+  interface Job {
+    split: SplitName;
+    dir: string;
+    /** Injector cache key: train variants differ, dev and test share the whole list. */
+    key: string;
+    termList: ReadonlyMap<string, string> | null;
+    termSeed: number | null;
+  }
+  const jobs: Job[] = [];
   for (const split of splits as SplitName[]) {
+    if (split === 'train' && terms) {
+      for (let v = 0; v < termsVariants; v++) {
+        const dir = v === 0 ? 'train' : `train-${v}`;
+        jobs.push({ split, dir, key: dir, termList: dropTerms(terms, termsDrop, 1000 + v), termSeed: 1000 + v });
+      }
+    } else jobs.push({ split, dir: split, key: 'whole', termList: terms, termSeed: null });
+  }
+  const setups = new Map<string, InjectorSetup>();
+  for (const { split, dir, key, termList, termSeed } of jobs) {
+    let setup = setups.get(key);
+    if (!setup) {
+      setup = await createInjector(tokenizer, termList ? { ...knowledge, extraKgFiles: [...extraKg, termFile(key, termList)] } : knowledge);
+      setups.set(key, setup);
+      if (knowledge.enabled) log(`knowledge for ${dir}: ${setup.triples} triples, version ${setup.kgVersion?.slice(0, 12)}`);
+    }
     const dataset = corpus[split];
     for (const w of dataset.warnings) log(`warning: ${w}`);
     const sentences = Number.isFinite(limit) ? dataset.sentences.slice(0, limit) : dataset.sentences;
     const prepared = await prepareExamples(sentences, setup.injector, labels);
-    const written = writeFeatureSplit(path.join(outDir, split), prepared, {
+    const written = writeFeatureSplit(path.join(outDir, dir), prepared, {
       corpus: corpusName,
       split,
       labels,
@@ -292,6 +349,7 @@ export async function run(argv: string[]): Promise<number> {
       kgVersion: setup.kgVersion ?? null,
       triples: setup.triples,
       tokenizer,
+      terms: terms ? { surfaces: terms.size, kept: termList!.size, dropFraction: split === 'train' ? termsDrop : 0, seed: termSeed } : null,
     });
     const st = prepared.stats;
     log(
@@ -300,6 +358,7 @@ export async function run(argv: string[]): Promise<number> {
         `max ${st.maxTokens} tokens -> ${written.dir} (${(written.bytes / 1e6).toFixed(1)} MB)`,
     );
   }
+  if (termDir) rmSync(termDir, { recursive: true, force: true });
   log(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   return 0;
 }

@@ -8,7 +8,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../../errors/index.ts';
 import { selectBackend } from '../../model/backend.ts';
 import type { BackendChoice } from '../../model/backend.ts';
-import { BertTokenizer } from '../../model/tokenizer.ts';
+import { readTokenizerOptions } from '../../model/artifact.ts';
+import { BertTokenizer, DEFAULT_VOCAB_PATH } from '../../model/tokenizer.ts';
 import type { InjectMode } from '../../knowledge/index.ts';
 import { defaultDataDir, deleteEntities, loadCorpus, subsetSentences } from '../../train/datasets.ts';
 import type { NamedCorpus } from '../../train/datasets.ts';
@@ -219,7 +220,8 @@ export async function run(argv: string[]): Promise<number> {
   if (problems.length) throw new ConfigError(problems);
 
   await selectBackend(backend);
-  const tokenizer = await BertTokenizer.load();
+  // The backbone's own tokenization (config.tokenizer), which the fine-tuned model inherits; folded for a random init.
+  const tokenizer = await BertTokenizer.load(DEFAULT_VOCAB_PATH, 'backboneDir' in model ? await readTokenizerOptions(model.backboneDir) : {});
   if ('random' in model) model.random.vocabSize = tokenizer.vocabSize;
   const corpus = loadCorpus(corpusName, values['data-dir'] ? path.resolve(values['data-dir']) : undefined);
   for (const w of [...corpus.train.warnings, ...corpus.dev.warnings]) console.error(`warning: ${w}`);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import { ModelError } from '../../errors/index.ts';
-import { labelProblems, writeArtifact } from '../../model/artifact.ts';
+import { embeddingsShowFoldedText, labelProblems, writeArtifact } from '../../model/artifact.ts';
 import { importCheckpointFile } from '../../model/checkpoint-import.ts';
 import { BertTokenizer, DEFAULT_VOCAB_PATH } from '../../model/tokenizer.ts';
 import { selectBackend } from '../../model/backend.ts';
@@ -32,12 +32,18 @@ options:
   --name NAME            artifact name, no spaces or "+" (default: imported-<FILE name>)
   --config FILE          Hugging Face config.json to use instead of the one beside FILE
   --labels O,B-X,I-X     label set of the checkpoint's token-classification head, "O" first; required
-                         when the checkpoint has a classifier (unless --drop-classifier)
+                         when the checkpoint has a classifier (unless --drop-classifier or --training
+                         names a summary with a "labels" list)
   --drop-classifier      leave the classification head out (import the backbone only)
   --drop-mlm-head        leave the masked-LM head out
   --vocab FILE           vocab.txt the checkpoint's token ids refer to (default: the shipped
                          bert-base-chinese vocabulary); its size must equal the checkpoint's
   --dtype f32|f16        precision of the stored weights (default f32)
+  --fold-full-width      record that the checkpoint was trained on text with full-width forms folded
+                         to ASCII ("，" as ","), as this project's corpora and features are; default: on
+                         with --parity (only this project's trainer writes it) or when the embeddings of
+                         "，：；（）" are the [UNK] row (a backbone exported by python/rmbert_train), else off:
+                         Hugging Face's tokenization, which bert-base-chinese and other checkpoints saw
   --knowledge            mark the artifact as expecting knowledge injection (default: off, as a
                          checkpoint trained elsewhere was trained without it)
   --inject MODE          relation+object (default) or object, recorded for --knowledge
@@ -92,6 +98,7 @@ export async function run(argv: string[]): Promise<number> {
         'drop-mlm-head': { type: 'boolean', default: false },
         vocab: { type: 'string' },
         dtype: { type: 'string', default: 'f32' },
+        'fold-full-width': { type: 'boolean', default: false },
         knowledge: { type: 'boolean', default: false },
         inject: { type: 'string', default: 'relation+object' },
         'max-entities': { type: 'string' },
@@ -144,12 +151,15 @@ export async function run(argv: string[]): Promise<number> {
         `the checkpoint has ${imported.config.vocabSize} token embeddings but the vocabulary ${values.vocab ?? DEFAULT_VOCAB_PATH} has ${tokenizer.vocabSize} tokens; pass the checkpoint's vocab.txt with --vocab`,
       );
     }
+    const trainer = values.training ? await readJson(values.training, '--training') : undefined;
+    const trainerLabels = (trainer as { labels?: unknown } | undefined)?.labels;
+    const labelList = values.labels ?? (Array.isArray(trainerLabels) ? trainerLabels.join(',') : undefined);
     let labels: string[] = [];
     if (imported.numLabels > 0) {
-      if (!values.labels) {
+      if (!labelList) {
         throw new ModelError(`the checkpoint has a ${imported.numLabels}-label classifier: pass its labels with --labels (O first), or --drop-classifier`);
       }
-      labels = values.labels.split(',').map((l) => l.trim());
+      labels = labelList.split(',').map((l) => l.trim());
       if (labels.length !== imported.numLabels) {
         throw new ModelError(`--labels lists ${labels.length} labels, the checkpoint's classifier has ${imported.numLabels}`);
       }
@@ -171,13 +181,14 @@ export async function run(argv: string[]): Promise<number> {
         );
       }
     }
-    const trainer = values.training ? await readJson(values.training, '--training') : undefined;
     const source = await readFile(file);
+    const folded = values['fold-full-width'] ? '--fold-full-width' : values.parity ? '--parity' : embeddingsShowFoldedText(imported.weights, tokenizer) ? 'embeddings' : null;
     const config: ArtifactConfig = {
       name,
       model: imported.config,
       labels,
       vocabSha256: tokenizer.vocabSha256,
+      tokenizer: { foldFullWidth: folded !== null },
       knowledge: {
         inject: values.inject,
         maxEntities: positiveInt(values['max-entities'], '--max-entities', 2),
@@ -212,6 +223,9 @@ export async function run(argv: string[]): Promise<number> {
       ...imported.unused.map((u) => `not imported: ${u.name} (${u.reason})`),
       ...imported.missing.map((m) => `missing (head left out): ${m}`),
       ...imported.notes.map((n) => `note: ${n}`),
+      folded
+        ? `tokenizer: full-width forms folded to ASCII (${folded === 'embeddings' ? 'the embeddings of "，：；（）" are the [UNK] row: trained on folded text' : folded})`
+        : 'tokenizer: full-width forms kept, as Hugging Face tokenizes (pass --fold-full-width for a checkpoint trained on folded text)',
       `wrote ${artifact.dir} (${dtype}), version ${artifact.version.name}+${artifact.version.hash}`,
     ];
     console.log(lines.join('\n'));

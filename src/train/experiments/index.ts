@@ -213,7 +213,7 @@ interface BackboneInfo {
 }
 
 async function backboneInfo(dir: string, tokenizer: BertTokenizer): Promise<BackboneInfo> {
-  const art = await loadArtifact(dir, { vocabSha256: tokenizer.vocabSha256 });
+  const art = await loadArtifact(dir, { vocabSha256: tokenizer.vocabSha256, foldFullWidth: tokenizer.foldFullWidth });
   let params = 0;
   for (const [name, w] of art.weights) if (!name.startsWith('cls.')) params += w.data.length;
   const training = art.config.training ?? {};

@@ -108,6 +108,7 @@ test('rmbert features: the files hold exactly the trees, labels and visibility o
       kgFile: 'Medical.spo',
       kgVersion: setup.kgVersion,
       triples: setup.triples,
+      terms: null,
     });
     assert.equal(got.meta.vocabSha256, tokenizer.vocabSha256);
     assert.deepEqual([got.meta.padId, got.meta.clsId, got.meta.sepId], [tokenizer.padId, tokenizer.clsId, tokenizer.sepId]);
@@ -217,4 +218,35 @@ test('rmbert features: bad options are refused with a ConfigError; the default f
   assert.equal(knowledgeTag({ ...KNOWLEDGE, enabled: false }, def), 'nokg');
   assert.equal(knowledgeTag({ ...KNOWLEDGE, inject: 'object', visibilityMatrix: false, softPositions: false }, def), 'kg-object-nopos-nomask');
   assert.equal(knowledgeTag({ ...KNOWLEDGE, kgFile: '/x/HowNet.spo', maxEntities: 1, maxLength: 128 }, def), 'kg-hownet-e1-len128');
+});
+
+test('rmbert features --terms: the training entity list is injected, dropped differently per train variant, whole for dev', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'rmbert-features-'));
+  try {
+    const args = ['--corpus', 'medical', '--splits', 'train,dev', '--limit', '40', '--data-dir', SHARED_DATA, '--terms', '--terms-drop', '0.5', '--terms-variants', '2'];
+    assert.equal(await features([...args, '--out', dir]), 0);
+    const [t0, t1, dev] = await Promise.all(['train', 'train-1', 'dev'].map((d) => readSplit(path.join(dir, d))));
+    const whole = dev.meta.knowledge.terms;
+    assert.ok(whole.surfaces > 1000, `surfaces ${whole.surfaces}`);
+    assert.equal(whole.kept, whole.surfaces);
+    assert.equal(whole.dropFraction, 0);
+    for (const t of [t0, t1]) {
+      assert.equal(t.meta.knowledge.terms.dropFraction, 0.5);
+      assert.ok(Math.abs(t.meta.knowledge.terms.kept / whole.surfaces - 0.5) < 0.05, `kept ${t.meta.knowledge.terms.kept}`);
+    }
+    assert.notEqual(t0.meta.knowledge.terms.seed, t1.meta.knowledge.terms.seed);
+    // The same sentences see different knowledge in the two variants, and the term relation 词表 is injected.
+    assert.notDeepEqual(Array.from(t0.tokenIds), Array.from(t1.tokenIds));
+    const tokenizer = await BertTokenizer.load();
+    const termIds = tokenizer.tokenize('词表').map((x) => x.id);
+    const hasTerm = (ids: Int32Array) => ids.some((id, i) => id === termIds[0] && ids[i + 1] === termIds[1]);
+    assert.ok(hasTerm(dev.tokenIds), 'dev examples carry 词表 branches');
+    // Without --terms the injected tokens are fewer.
+    assert.equal(await features(['--corpus', 'medical', '--splits', 'dev', '--limit', '40', '--data-dir', SHARED_DATA, '--out', path.join(dir, 'plain')]), 0);
+    const plain = await readSplit(path.join(dir, 'plain', 'dev'));
+    assert.ok(plain.meta.stats.injectedTokens < dev.meta.stats.injectedTokens);
+    assert.ok(!hasTerm(plain.tokenIds));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -53,6 +53,12 @@ test('rmbert import turns the parity checkpoint into an artifact that loads with
     assert.equal(artifact.version.name, 'parity-model');
     assert.deepEqual(artifact.config.labels, ['O', 'B-X', 'I-X']);
     assert.equal(artifact.config.knowledge.enabled, false);
+    // A checkpoint from elsewhere keeps Hugging Face's tokenization unless told otherwise.
+    assert.deepEqual(artifact.config.tokenizer, { foldFullWidth: false });
+    assert.match(ok.out, /tokenizer: full-width forms kept/);
+    const folded = await capture([CHECKPOINT, '--out', out, '--vocab', vocab, '--labels', 'O,B-X,I-X', '--fold-full-width', '--overwrite', '--no-progress']);
+    assert.equal(folded.code, 0, folded.err);
+    assert.deepEqual((await loadArtifact(out, { vocabSha256: tokenizer.vocabSha256 })).config.tokenizer, { foldFullWidth: true });
     const source = readSafetensors(await readFile(CHECKPOINT)).tensors;
     assert.deepEqual(artifact.weights.get('classifier.weight')!.data, source.get('classifier.weight')!.data);
     assert.deepEqual(

@@ -39,6 +39,31 @@ function originals(trees: SentenceTree[]): [number, number, number][] {
   return out;
 }
 
+/**
+ * Each window is what the builder makes of its text alone: same tokens, soft positions, segments,
+ * visibility (branch/anchor), links and dropped branches, offsets shifted by where the window starts.
+ */
+function assertStandalone(trees: SentenceTree[], text: string, matches: TreeMatch[], options: SentenceTreeOptions, start: number): void {
+  for (const w of trees) {
+    const from = w.textStart - start;
+    const to = w.textEnd - start;
+    const inside = matches.filter((m) => m.start >= from && m.end <= to).map((m) => ({ ...m, start: m.start - from, end: m.end - from }));
+    const [alone, ...more] = build(text.slice(from, to), inside, options, w.textStart);
+    assert.equal(more.length, 0, `window ${w.window} fits alone`);
+    assert.deepEqual([...w.tokenIds], [...alone.tokenIds], `tokens of window ${w.window}`);
+    assert.deepEqual([...w.softPositions], [...alone.softPositions], `soft positions of window ${w.window}`);
+    assert.deepEqual([...w.segmentIds], [...alone.segmentIds]);
+    assert.deepEqual([...w.branch], [...alone.branch], `branches of window ${w.window}`);
+    assert.deepEqual([...w.anchor], [...alone.anchor], `anchors of window ${w.window}`);
+    assert.deepEqual(matrix(w), matrix(alone), `visibility of window ${w.window}`);
+    assert.deepEqual([...w.charStart], [...alone.charStart]);
+    assert.deepEqual([...w.charEnd], [...alone.charEnd]);
+    assert.deepEqual(w.links, alone.links);
+    assert.equal(w.droppedBranches, alone.droppedBranches);
+    assert.equal(w.injectedTokens, alone.injectedTokens);
+  }
+}
+
 describe('sentence tree: the paper example (figures 2 and 3)', () => {
   const [tree] = build(PAPER_TEXT, PAPER_MATCHES, { specialTokens: false });
 
@@ -297,16 +322,80 @@ describe('sentence tree: length budget', () => {
   it('does not cut a word-piece sequence unless the word is longer than a window', () => {
     const tk = new TestTokenizer({ wordPieces: 2 });
     const builder = new SentenceTreeBuilder(tk, { maxLength: 5 });
-    // Tokens: 肺 炎 ab ##cd 肺 炎; capacity 3: the cut at 3 would split "abcd".
+    // Tokens: 肺 炎 ab ##cd 肺 炎; capacity 3: two windows of 3 would cut "abcd", so three of 2.
     const trees = builder.build({ text: '肺炎abcd肺炎' });
     assert.deepEqual(trees.map((w) => [w.textStart, w.textEnd]), [
       [0, 2],
-      [2, 7],
-      [7, 8],
+      [2, 6],
+      [6, 8],
     ]);
     // A word longer than a window is cut at the window size.
     const long = builder.build({ text: 'abcdefgh' });
     assert.deepEqual(long.map((w) => w.originalTokens), [3, 1]);
+  });
+
+  it('balances the windows of a long sentence so that each keeps room for its own branches', () => {
+    // 7 clauses of the paper sentence, each with its two names: 7 x 15 = 105 original tokens (，included).
+    const clause = `${PAPER_TEXT}，`;
+    const text = clause.repeat(7);
+    const matches: TreeMatch[] = [];
+    for (let c = 0; c < 7; c++) {
+      const at = c * clause.length;
+      matches.push({ start: at, end: at + 4, triples: [t('新冠肺炎', '类别', '疾病')] });
+      matches.push({ start: at + 7, end: at + 10, triples: [t('呼吸道', '类别', '部位')] });
+    }
+    const options: SentenceTreeOptions = { maxLength: 72 }; // 70 tokens per window besides [CLS]/[SEP]
+    const trees = build(text, matches, options, 100);
+    // ceil(105 / 70) = 2 windows of about 53 tokens. Filling the first with 70 tokens of text (the old
+    // cut, after 呼吸道 of the 5th clause) left its 10 names no room: 4 of 14 branches kept in all.
+    // The even cut (53) is inside the 4th clause's 呼吸道 (tokens 52-54), so it moves to 52.
+    assert.deepEqual(trees.map((w) => [w.textStart - 100, w.textEnd - 100, w.originalTokens]), [
+      [0, 52, 52],
+      [52, 105, 53],
+    ]);
+    assert.deepEqual(
+      trees.map((w) => w.links.map((l) => l.injected).join('')),
+      ['1111000', '1111000'], // 18 and 17 free tokens: four 4-token branches each, first names first
+    );
+    assert.deepEqual(trees.map((w) => w.droppedBranches), [3, 3]);
+    for (const w of trees) assert.ok(w.tokenIds.length <= 72);
+    // The original tokens exactly once, in order, offsets on the document.
+    assert.deepEqual(
+      originals(trees).map((o) => o[1]),
+      [...Array(text.length).keys()].map((i) => 100 + i),
+    );
+    assertStandalone(trees, text, matches, options, 100);
+  });
+
+  it('ends a window after a clause mark near the even cut; a name across the cut may add a window', () => {
+    // 28 + 1 + 32 = 61 tokens, capacity 40: 2 windows, even cut at 31; the 。 ends token 28, so the
+    // first window ends after it (29), within the slack (a tenth of the window).
+    const text = `${PAPER_TEXT.repeat(2)}。${'飞沫传播'.repeat(8)}`;
+    const trees = build(text, [], { maxLength: 42 });
+    assert.deepEqual(trees.map((w) => [w.textStart, w.textEnd]), [
+      [0, 29],
+      [29, 61],
+    ]);
+    // A clause mark farther than the slack does not move the cut: 。 at 20 (cut 21) vs even cut 31.
+    const far = `${'飞沫传播'.repeat(5)}。${'飞沫传播'.repeat(10)}`;
+    assert.deepEqual(build(far, [], { maxLength: 42 }).map((w) => w.textEnd), [31, 61]);
+    // 12 tokens, capacity 6: the only cut for 2 windows (6) is inside 可通过呼 (4-7): 3 windows instead,
+    // and the name's window has room for its branch (original text is never dropped).
+    const names: TreeMatch[] = [{ start: 4, end: 8, triples: [t('可通过呼', '类别', '疾病')] }];
+    const moved = build('新冠肺炎可通过呼吸道飞沫', names, { maxLength: 8, inject: 'object' });
+    assert.deepEqual(moved.map((w) => [w.textStart, w.textEnd, w.links.map((l) => l.injected)]), [
+      [0, 4, []],
+      [4, 8, [1]],
+      [8, 12, []],
+    ]);
+    assertStandalone(moved, '新冠肺炎可通过呼吸道飞沫', names, { maxLength: 8, inject: 'object' }, 0);
+  });
+
+  it('keeps a sentence that fits in one window, dropping branches rather than splitting it', () => {
+    // 14 tokens, capacity 14: one window, no room for the two 4-token branches.
+    const trees = build(PAPER_TEXT, PAPER_MATCHES, { maxLength: 16 });
+    assert.equal(trees.length, 1);
+    assert.equal(trees[0].droppedBranches, 2);
   });
 
   it('validates its options', () => {

@@ -10,12 +10,16 @@ import {
   WEIGHTS_FILE,
   artifactVersion,
   canonicalJson,
+  embeddingsShowFoldedText,
   expectedWeightShapes,
   loadArtifact,
+  parseArtifactConfig,
+  tokenizerConfigOf,
+  tokenizerOptionsOf,
   writeArtifact,
 } from '../../../src/model/artifact.ts';
 import { readSafetensors, toWeightMap, writeSafetensors } from '../../../src/model/safetensors.ts';
-import { SHIPPED_VOCAB_SHA256 } from '../../../src/model/tokenizer.ts';
+import { BertTokenizer, SHIPPED_VOCAB_SHA256 } from '../../../src/model/tokenizer.ts';
 import type { ArtifactConfig, BertConfig, WeightMap } from '../../../src/model/types.ts';
 import { ModelError } from '../../../src/errors/index.ts';
 
@@ -214,4 +218,53 @@ test('writeArtifact refuses inconsistent weights and an existing directory unles
   } finally {
     await rm(root, { recursive: true, force: true });
   }
+});
+
+test('config.tokenizer: absent means full-width folding (every earlier model); recorded, checked and turned into the tokenizer', async () => {
+  // Artifacts without the field (all this project trained so far) keep the folding tokenizer.
+  assert.deepEqual(tokenizerConfigOf(config), { foldFullWidth: true });
+  assert.deepEqual(tokenizerOptionsOf(parseArtifactConfig(JSON.parse(JSON.stringify(config)))), { foldFullWidth: true });
+  const unfolded: ArtifactConfig = { ...config, tokenizer: { foldFullWidth: false } };
+  assert.deepEqual(tokenizerConfigOf(unfolded), { foldFullWidth: false });
+  assert.throws(() => parseArtifactConfig({ ...config, tokenizer: { foldFullWidth: 'no' } }), /tokenizer\.foldFullWidth must be true or false/);
+  assert.throws(() => parseArtifactConfig({ ...config, tokenizer: null }), /tokenizer must be an object/);
+
+  const root = await tempDir();
+  try {
+    const legacy = await writeArtifact(path.join(root, 'legacy'), config, randomWeights(model, 3), { dtype: 'F32' });
+    const raw = await writeArtifact(path.join(root, 'raw'), unfolded, randomWeights(model, 3), { dtype: 'F32' });
+    assert.equal(JSON.parse(await readFile(path.join(raw.dir, CONFIG_FILE), 'utf8')).tokenizer.foldFullWidth, false);
+    assert.equal('tokenizer' in JSON.parse(await readFile(path.join(legacy.dir, CONFIG_FILE), 'utf8')), false);
+    // The tokenizer each one needs, from one loaded tokenizer.
+    const base = BertTokenizer.loadSync();
+    const forRaw = base.withOptions(tokenizerOptionsOf((await loadArtifact(raw.dir)).config));
+    assert.equal(forRaw.foldFullWidth, false);
+    assert.equal(forRaw.tokenize('，')[0].id, 8024);
+    assert.equal(base.withOptions(tokenizerOptionsOf((await loadArtifact(legacy.dir)).config)), base);
+    // A caller that says which tokenizer it uses is refused a model made for the other one.
+    await assert.rejects(loadArtifact(raw.dir, { foldFullWidth: true }), /does not fold full-width forms .*token ids would not match/);
+    await assert.rejects(loadArtifact(legacy.dir, { foldFullWidth: false }), /folds full-width forms \(tokenizer\.foldFullWidth true\)/);
+    assert.equal((await loadArtifact(raw.dir, { foldFullWidth: false })).version.name, config.name);
+    assert.equal((await loadArtifact(legacy.dir, { foldFullWidth: true })).version.name, config.name);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('embeddingsShowFoldedText: full-width punctuation rows equal to [UNK] mark a checkpoint trained on folded text', () => {
+  const hidden = 3;
+  const vocab = new Map([['[UNK]', 1], ['，', 2], ['：', 3], ['；', 4], ['（', 5], ['）', 6], [',', 7]]);
+  const tk = { unkId: 1, idOf: (t: string) => vocab.get(t) };
+  const make = (rows: number[][]): WeightMap =>
+    new Map([['bert.embeddings.word_embeddings.weight', { shape: [rows.length, hidden], data: Float32Array.from(rows.flat()) }]]);
+  const unk = [0.5, -0.25, 1];
+  // As python/rmbert_train/export.py fills ids never seen in a folded corpus: the [UNK] row.
+  const folded = make([[0, 0, 0], unk, unk, unk, unk, unk, unk, [1, 2, 3]]);
+  assert.equal(embeddingsShowFoldedText(folded, tk), true);
+  // One learned row (as bert-base-chinese has for every one of them) is enough to say otherwise.
+  const learned = make([[0, 0, 0], unk, unk, unk, [0.5, -0.25, 1.0001], unk, unk, [1, 2, 3]]);
+  assert.equal(embeddingsShowFoldedText(learned, tk), false);
+  // A vocabulary without these tokens, or no embeddings at all: no evidence.
+  assert.equal(embeddingsShowFoldedText(folded, { unkId: 1, idOf: (t) => (t === '，' ? 2 : undefined) }), false);
+  assert.equal(embeddingsShowFoldedText(new Map(), tk), false);
 });

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { BertTokenizer, DEFAULT_VOCAB_PATH, SHIPPED_VOCAB_SHA256 } from '../../../src/model/tokenizer.ts';
 import { normalizeText } from '../../../src/domain/text.ts';
+import { ConceptMatcher, SentenceTreeBuilder } from '../../../src/knowledge/index.ts';
 import { SchemaError } from '../../../src/errors/index.ts';
 import path from 'node:path';
 import { REPO_ROOT, sharedData } from '../../helpers/paths.ts';
@@ -215,4 +216,115 @@ test("same ids as Hugging Face's reference BERT tokenizer, same offsets as its f
     });
   }
   assert.ok(tokens > 10000);
+});
+
+/** Hugging Face's ids on raw (unfolded) text: transformers 5.25.0, legacy BasicTokenizer(do_lower_case=True,
+ * tokenize_chinese_chars=True) + WordpieceTokenizer on data/vocab/vocab.txt, the fast tokenizer agreeing. */
+const HF_UNFOLDED: Array<[string, number[]]> = [
+  ['患者，男，５６岁。ＣＴ示：右肺Ａ段', [2642, 5442, 8024, 4511, 8024, 8033, 9234, 2259, 511, 8053, 11766, 4850, 8038, 1381, 5511, 8051, 3667]],
+  ['ＣＴ', [8053, 11766]],
+  ['ｉＰｈｏｎｅ　ＸＳ', [8059, 10748, 21096, 9940, 11977, 10726, 8074, 10721]],
+  ['AUC=0.93（95%CI:0.90-0.96）', [10677, 8177, 134, 121, 119, 8430, 8020, 8287, 110, 12364, 131, 121, 119, 8192, 118, 121, 119, 8378, 8021]],
+  ['HBsAg（＋），CD4＋ T细胞', [150, 9071, 10814, 8020, 8023, 8021, 8024, 8405, 8159, 11267, 162, 5301, 5528]],
+  ['血压１２０／８０ｍｍＨｇ；心率８０次／分！', [6117, 1327, 10351, 8569, 8027, 8036, 8569, 9295, 9295, 21096, 11197, 8039, 2552, 4372, 8036, 8569, 3613, 8027, 1146, 8013]],
+  ['ａ＋ｂ＝ｃ～ｄ｜ｅ＄＾｀', [8051, 11267, 12641, 12092, 10675, 8694, 9835, 9815, 10726, 21073, 21092, 21094]],
+  ['“引号”‘单引号’《书名》【括号】…—～', [100, 2471, 1384, 100, 100, 1296, 2471, 1384, 100, 517, 741, 1399, 518, 523, 2886, 1384, 524, 100, 100, 8080]],
+  ['（左）肺；右肺：正常？', [8020, 2340, 8021, 5511, 8039, 1381, 5511, 8038, 3633, 2382, 8043]],
+  ['Ｃａｆé', [8053, 10094, 21095, 8154]],
+  ['，：；（）！？．／＠［］｛｝＿＂＃％＆＇＊－', [8024, 8038, 8039, 8020, 8021, 8013, 8043, 8026, 8027, 8044, 8045, 8047, 8077, 8079, 8049, 8014, 8015, 8017, 8018, 8019, 8022, 8025]],
+  ['右侧ＣＴ检查', [1381, 904, 8053, 11766, 3466, 3389]],
+];
+const FULL_WIDTH = /[\uff01-\uff5e\u3000]/;
+
+test("unfolded (foldFullWidth: false), full-width forms keep their own ids, as in Hugging Face's BertTokenizer", () => {
+  const unfolded = BertTokenizer.loadSync(DEFAULT_VOCAB_PATH, { foldFullWidth: false });
+  assert.equal(unfolded.foldFullWidth, false);
+  assert.equal(tokenizer.foldFullWidth, true);
+  for (const [text, ids] of HF_UNFOLDED) {
+    const got = unfolded.tokenize(text);
+    assert.deepEqual(got.map((t) => t.id), ids, text);
+    let previousEnd = 0;
+    for (const t of got) {
+      assert.equal(unfolded.idOf(t.text), t.id);
+      assert.ok(t.start >= previousEnd || t.text.startsWith('##'));
+      previousEnd = Math.max(previousEnd, t.end);
+    }
+  }
+  // "，" is 8024 unfolded, "," (117) folded; "Ａ" lower-cases to "ａ" (8051), not "a".
+  assert.deepEqual(tokenizer.tokenize('，Ａ').map((t) => t.id), [117, tokenizer.idOf('a')]);
+  assert.deepEqual(unfolded.tokenize('，Ａ').map((t) => t.text), ['，', 'ａ']);
+  // "＋" is a math symbol, not punctuation: unfolded it stays inside the word, as in Hugging Face.
+  assert.deepEqual(triples(unfolded.tokenize('CD4＋')), [['cd', 0, 2], ['##4', 2, 3], ['##＋', 3, 4]]);
+  assert.deepEqual(triples(tokenizer.tokenize('CD4＋')), [['cd', 0, 2], ['##4', 2, 3], ['+', 3, 4]]);
+  // Upper case, accents and the ideographic space are handled alike in both modes.
+  assert.deepEqual(triples(unfolded.tokenize('Café\u3000ÉCOLE')), triples(tokenizer.tokenize('Café ÉCOLE')));
+});
+
+test('both modes give the same tokens on text without full-width forms (the fixture)', () => {
+  const unfolded = tokenizer.withOptions({ foldFullWidth: false });
+  const fixture = JSON.parse(readFileSync(path.join(REPO_ROOT, 'test', 'fixtures', 'parity', 'tokenizer.json'), 'utf8')) as {
+    cases: Array<{ text: string; ids: number[] }>;
+  };
+  let plain = 0;
+  let differ = 0;
+  for (const c of fixture.cases) {
+    const folded = tokenizer.tokenize(c.text);
+    const raw = unfolded.tokenize(c.text);
+    if (FULL_WIDTH.test(c.text)) {
+      if (JSON.stringify(raw.map((t) => t.id)) !== JSON.stringify(c.ids)) differ++;
+      continue;
+    }
+    plain++;
+    assert.deepEqual(raw, folded, JSON.stringify(c.text));
+  }
+  // The fixture's script folds its texts before Hugging Face sees them: its ids are the folded ones, and
+  // most of its texts with full-width forms (mostly "，") get other ids unfolded.
+  assert.ok(plain > 100, `${plain} texts without full-width forms`);
+  assert.ok(differ > 100, `${differ} texts whose unfolded ids differ from the fixture`);
+});
+
+test('withOptions gives this tokenizer or its sibling of the other mode, built once', async () => {
+  const unfolded = tokenizer.withOptions({ foldFullWidth: false });
+  assert.equal(tokenizer.withOptions({}), tokenizer);
+  assert.equal(tokenizer.withOptions({ foldFullWidth: true }), tokenizer);
+  assert.equal(tokenizer.withOptions({ foldFullWidth: false }), unfolded);
+  assert.equal(unfolded.withOptions({ foldFullWidth: true }), tokenizer);
+  assert.equal(unfolded.withOptions({}), tokenizer); // absent means fold
+  assert.equal(unfolded.vocabSha256, tokenizer.vocabSha256);
+  assert.deepEqual([unfolded.padId, unfolded.unkId, unfolded.clsId, unfolded.sepId, unfolded.maskId], [0, 100, 101, 102, 103]);
+  assert.equal((await BertTokenizer.load(DEFAULT_VOCAB_PATH, { foldFullWidth: false })).foldFullWidth, false);
+  assert.equal(BertTokenizer.fromVocabBytes(readFileSync(DEFAULT_VOCAB_PATH)).foldFullWidth, true);
+  // Alternating modes does not mix their caches.
+  for (let i = 0; i < 3; i++) {
+    assert.equal(tokenizer.tokenize('，')[0].id, 117);
+    assert.equal(unfolded.tokenize('，')[0].id, 8024);
+  }
+});
+
+test('the knowledge matcher finds a concept where the tokenizer sees it, in both modes', () => {
+  // The matcher always compares folded text with folded names: "CT检查" matches "ＣＴ检查" whatever the
+  // tokenizer's mode. A match must start and end on the tokens' word boundaries, which each mode draws.
+  const matcher = ConceptMatcher.build(['CT检查', '右肺', 'HBsAg', 'CD4', '发热', 'T细胞']);
+  const text = '右侧ＣＴ检查：右肺结节，HBsAg（＋），CD4＋ T细胞，发热３天。';
+  const found = (tk: BertTokenizer): string[] => {
+    const tokens = tk.tokenize(text);
+    const matches = matcher.match(text, { tokens });
+    for (const m of matches) {
+      const first = tokens.findIndex((t) => t.start === m.start);
+      const last = tokens.findIndex((t) => t.end === m.end);
+      assert.ok(first >= 0 && !tokens[first].text.startsWith('##'), `${text.slice(m.start, m.end)} starts a word`);
+      assert.ok(last >= first && !tokens[last + 1]?.text.startsWith('##'), `${text.slice(m.start, m.end)} ends a word`);
+    }
+    // The sentence tree hangs a branch on every match.
+    const [tree] = new SentenceTreeBuilder(tk).build({
+      text,
+      tokens,
+      matches: matches.map((m) => ({ start: m.start, end: m.end, triples: [{ subject: m.key, relation: '类别', object: '检查' }] })),
+    });
+    assert.deepEqual(tree.links.map((l) => l.injected), matches.map(() => 1));
+    return matches.map((m) => text.slice(m.start, m.end));
+  };
+  assert.deepEqual(found(tokenizer), ['ＣＴ检查', '右肺', 'HBsAg', 'CD4', 'T细胞', '发热']);
+  // Unfolded, "CD4＋" is one word (cd ##4 ##＋), as Hugging Face splits it: no CD4 inside it.
+  assert.deepEqual(found(tokenizer.withOptions({ foldFullWidth: false })), ['ＣＴ检查', '右肺', 'HBsAg', 'T细胞', '发热']);
 });
