@@ -23,6 +23,7 @@ import {
 } from '../src/knowledge/index.ts';
 import { loadArtifact } from '../src/model/artifact.ts';
 import { BioDecoder, labelledPositions, logSoftmaxRows } from '../src/model/decode.ts';
+import type { CrfScores } from '../src/model/decode.ts';
 import { BertTokenizer } from '../src/model/tokenizer.ts';
 import type { ArtifactConfig, BertConfig, InferenceEngine, ModelArtifact, WeightMap } from '../src/model/types.ts';
 import { bioLabels, MEDICAL_TYPES, readKbertTsv, type NerSentence } from '../src/train/datasets.ts';
@@ -217,8 +218,8 @@ export function machineDescription(): string {
  * Per-character tags of every sentence of a prepared set, predicted by an engine and decoded with the
  * BIO-constrained Viterbi per window (as src/train/evaluate.ts does for the tfjs model).
  */
-export async function engineCharTags(engine: InferenceEngine, set: PreparedSet, labels: readonly string[]): Promise<string[][]> {
-  const decoder = new BioDecoder(labels);
+export async function engineCharTags(engine: InferenceEngine, set: PreparedSet, labels: readonly string[], crf: CrfScores | null = null): Promise<string[][]> {
+  const decoder = new BioDecoder(labels, crf);
   const L = labels.length;
   const out = set.sentences.map((s) => new Array<string>(s.chars.length).fill('O'));
   const logits = await engine.classify(set.examples.map((e) => e.tree));

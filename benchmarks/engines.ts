@@ -18,6 +18,7 @@ import { forwardFlops, OnnxEngine, onnxMatMulPeakGflops, planBatches } from '../
 import type { InferenceEngine } from '../src/model/types.ts';
 import { scorePredictions } from '../src/train/evaluate.ts';
 import { MEDICAL_TYPES } from '../src/train/datasets.ts';
+import { crfScoresFrom } from '../src/model/decode.ts';
 import { engineCharTags, loadAverage, loadBenchModel, machineDescription, prepareInputs, ROOT, type BenchModel } from './engines-common.ts';
 import { setupPeer, TorchPeer } from './peer/torch-peer.ts';
 
@@ -276,8 +277,9 @@ async function main(): Promise<void> {
   let f1: Record<string, unknown> = { fp32StrictF1: null, int8StrictF1: null, dropPoints: null, reason: 'no fine-tuned model (models/medical/) yet: F1 of a random head means nothing' };
   if (model.fineTuned) {
     const labels = model.artifact.config.labels;
-    const fp32Tags = await engineCharTags(onnx, inputs.medical, labels);
-    const int8Tags = await engineCharTags(onnxInt8, inputs.medical, labels);
+    const crf = crfScoresFrom(model.artifact.weights, labels.length);
+    const fp32Tags = await engineCharTags(onnx, inputs.medical, labels, crf);
+    const int8Tags = await engineCharTags(onnxInt8, inputs.medical, labels, crf);
     const a = scorePredictions(inputs.medical.sentences, fp32Tags, MEDICAL_TYPES).strict.f1 * 100;
     const b = scorePredictions(inputs.medical.sentences, int8Tags, MEDICAL_TYPES).strict.f1 * 100;
     f1 = { fp32StrictF1: round(a, 2), int8StrictF1: round(b, 2), dropPoints: round(a - b, 2), reason: null };

@@ -85,6 +85,9 @@ def test_import_checks_parity_and_refuses_a_mismatch(trained, tmp_path):
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["training"]["head"] == "crf" and config["training"]["parity"]["relativeError"] <= 1e-4
     assert config["labels"] == labels.split(",")
+    # The knowledge settings come from the features the model was trained on, not from flags.
+    assert config["knowledge"]["enabled"] is True and config["knowledge"]["maxLength"] == 256
+    assert config["knowledge"]["kgVersion"] == json.loads((trained / "training.json").read_text())["knowledge"]["kgVersion"]
     # Shift one logit: the check must notice.
     parity = json.loads((trained / "parity.json").read_text())
     parity["examples"][0]["logits"][1][2] += 0.05

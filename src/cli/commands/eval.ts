@@ -52,6 +52,8 @@ spurious and missed entities). On the same sentences, to tell what the score is 
   --data-dir DIR     shared data folder (default ../shared/data)
   --kg FILE          .spo graph to inject (default: data/kg/Medical.spo for medical, HowNet.spo for
                      msra; for a TSV file, required when the model uses knowledge)
+  --extra-kg FILE    another .spo graph loaded beside --kg (repeatable), as the model was trained with
+                     (e.g. a term list or the CMeKG typed view; see rmbert features)
   --train FILE       training split (K-BERT TSV) for the dictionary and seen/unseen surfaces
                      (default: the named dataset's train split; none for a TSV --data: skipped)
   --json FILE        also write the scores as JSON (the figures above in baseline, bootstrap,
@@ -78,6 +80,7 @@ export async function run(argv: string[]): Promise<number> {
       split: { type: 'string' },
       'data-dir': { type: 'string' },
       kg: { type: 'string' },
+      'extra-kg': { type: 'string', multiple: true },
       train: { type: 'string' },
       json: { type: 'string' },
       predictions: { type: 'string' },
@@ -122,7 +125,10 @@ export async function run(argv: string[]): Promise<number> {
     for (const w of dataset.warnings) console.error(`warning: ${w}`);
     const kgFile = values.kg ? path.resolve(values.kg) : named ? CORPUS_DEFAULTS[named].kg : undefined;
     if (loaded.knowledge.enabled && !kgFile) throw new ConfigError(['this model was trained with knowledge injection: give the graph with --kg FILE']);
-    const setup = await createInjector(tokenizer, { ...loaded.knowledge, kgFile });
+    const extraKgFiles = (values['extra-kg'] ?? []).map((f) => path.resolve(f));
+    const missingExtra = extraKgFiles.filter((f) => !existsSync(f));
+    if (missingExtra.length) throw new ConfigError(missingExtra.map((f) => `--extra-kg ${f} not found`));
+    const setup = await createInjector(tokenizer, { ...loaded.knowledge, kgFile, extraKgFiles });
     const trained = loaded.artifact.config.knowledge.kgVersion;
     if (loaded.knowledge.enabled && trained && setup.kgVersion !== trained) {
       console.error(`warning: the graph ${path.basename(kgFile!)} (version ${setup.kgVersion?.slice(0, 12)}) is not the one the model was trained with (${trained.slice(0, 12)})`);

@@ -63,6 +63,19 @@ exit status: 0 written, 1 failed (the message says why), 2 bad usage.
 
 const PARITY_TOLERANCE = 1e-4;
 
+/** The knowledge settings that python/rmbert_train/finetune.py copies from the features' meta.json. */
+interface TrainerKnowledge {
+  enabled: boolean;
+  inject: 'relation+object' | 'object';
+  maxEntities: number;
+  maxLength: number;
+  softPositions?: boolean;
+  visibilityMatrix?: boolean;
+  kgVersion?: string | null;
+  extraKgFiles?: string[];
+  terms?: unknown;
+}
+
 async function readJson(file: string, flag: string): Promise<unknown> {
   try {
     return JSON.parse(await readFile(file, 'utf8')) as unknown;
@@ -183,13 +196,28 @@ export async function run(argv: string[]): Promise<number> {
     }
     const source = await readFile(file);
     const folded = values['fold-full-width'] ? '--fold-full-width' : values.parity ? '--parity' : embeddingsShowFoldedText(imported.weights, tokenizer) ? 'embeddings' : null;
+    // A summary from this project's trainer says how the examples were injected (rmbert features' meta):
+    // the model must be served the same way, whatever the knowledge flags say.
+    const trainerKnowledge = (trainer as { knowledge?: TrainerKnowledge } | undefined)?.knowledge ?? null;
+    const trainedKnowledge: ArtifactConfig['knowledge'] | null = trainerKnowledge
+      ? {
+          inject: trainerKnowledge.inject,
+          maxEntities: trainerKnowledge.maxEntities,
+          maxLength: trainerKnowledge.maxLength,
+          enabled: trainerKnowledge.enabled,
+          ...(trainerKnowledge.kgVersion && !trainerKnowledge.extraKgFiles?.length && !trainerKnowledge.terms ? { kgVersion: trainerKnowledge.kgVersion } : {}),
+        }
+      : null;
+    if (trainedKnowledge && (values['max-entities'] !== undefined || values['max-length'] !== undefined)) {
+      throw new ModelError('--max-entities / --max-length contradict --training, which records how the model was trained: leave them out');
+    }
     const config: ArtifactConfig = {
       name,
       model: imported.config,
       labels,
       vocabSha256: tokenizer.vocabSha256,
       tokenizer: { foldFullWidth: folded !== null },
-      knowledge: {
+      knowledge: trainedKnowledge ?? {
         inject: values.inject,
         maxEntities: positiveInt(values['max-entities'], '--max-entities', 2),
         maxLength: Math.max(1, positiveInt(values['max-length'], '--max-length', Math.min(256, imported.config.maxPositions))),
@@ -206,6 +234,7 @@ export async function run(argv: string[]): Promise<number> {
         ...(imported.hasCrf ? { head: 'crf' } : {}),
         ...(parity ? { parity } : {}),
         ...(trainer !== undefined ? { trainer } : {}),
+        ...(trainerKnowledge ? { softPositions: trainerKnowledge.softPositions !== false, visibilityMatrix: trainerKnowledge.visibilityMatrix !== false } : {}),
       },
       createdAt: new Date().toISOString(),
     };
