@@ -124,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         summary = export_backbone(args.commit_dir, args.out, meta["vocabSize"], meta["specials"]["unk"])
         print(json.dumps(summary, indent=2))
         return 0
-    vocab = Vocab(json.loads((args.corpus / "vocab-used.json").read_text()), meta["vocabSize"], meta["specials"])
+    # The output space is the checkpoint's vocabulary (its embedding rows are in that order).
+    vocab_file = args.commit_dir / "vocab-ids.json"
+    if not vocab_file.exists():
+        vocab_file = args.corpus / "vocab-used.json"
+    vocab = Vocab(json.loads(vocab_file.read_text()), meta["vocabSize"], meta["specials"])
     raw = np.fromfile(args.corpus / "heldout.i32", dtype="<i4").reshape(-1, meta["seqLen"])
     if args.artifact:
         model = artifact_model(args.artifact)

@@ -275,8 +275,16 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{args.corpus}/vocab-used.json not found: run `node bin/rmbert.js corpus --out {args.corpus}` first")
         return 2
     meta = json.loads((args.corpus / "general.json").read_text())
-    vocab = Vocab(json.loads((args.corpus / "vocab-used.json").read_text()), meta["vocabSize"], meta["specials"])
+    # The checkpoint's own vocabulary wins: its embedding rows are in that order. A corpus rebuilt since
+    # (other sources, other cleaning) may hold ids it lacks; those become [UNK] and are counted.
+    saved_vocab = args.commit_dir / "vocab-ids.json"
+    vocab_ids = json.loads((saved_vocab if saved_vocab.exists() and not args.fresh else args.corpus / "vocab-used.json").read_text())
+    vocab = Vocab(vocab_ids, meta["vocabSize"], meta["specials"])
     data = Corpus.read(args.corpus, args.phase, vocab.to_compact)
+    outside = int((data.rows < 0).sum())
+    if outside:
+        say(f"{outside} corpus tokens have ids outside the checkpoint's vocabulary: trained as [UNK]")
+        data.rows[data.rows < 0] = vocab.special["unk"]
     held_out_full = np.fromfile(args.corpus / "heldout.i32", dtype="<i4").reshape(-1, meta["seqLen"])
     held_compact = vocab.to_compact[held_out_full]
     held_compact[held_compact < 0] = vocab.special["unk"]  # ids outside the training vocabulary cannot be targets

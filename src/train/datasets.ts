@@ -411,8 +411,8 @@ export function loadCorpus(corpus: NamedCorpus, dataDir = defaultDataDir()): Cor
 const OVERLAP_WINDOW = 16;
 
 /**
- * The sentences of `pool` that share no text with `held`: neither equal to a held sentence nor
- * sharing a window of 16 characters with one. K-BERT's MSRA dev/test re-cut some training sentences
+ * The sentences of `pool` that share no text with `held`: neither equal to a held sentence, nor
+ * sharing a window of 16 characters with one, nor (when shorter than 16 characters) inside one. K-BERT's MSRA dev/test re-cut some training sentences
  * at other boundaries, so equality alone would leave part of them in the training set.
  */
 export function withoutOverlap(pool: readonly NerSentence[], held: readonly NerSentence[]): NerSentence[] {
@@ -422,8 +422,12 @@ export function withoutOverlap(pool: readonly NerSentence[], held: readonly NerS
     exact.add(s.text);
     for (let i = 0; i + OVERLAP_WINDOW <= s.text.length; i++) windows.add(s.text.slice(i, i + OVERLAP_WINDOW));
   }
+  // A pool sentence shorter than the window can still sit inside a held sentence; joined with a separator
+  // no sentence contains, one substring search per short sentence finds it.
+  const heldText = held.map((s) => s.text).join('\u0000');
   return pool.filter((s) => {
     if (exact.has(s.text)) return false;
+    if (s.text.length < OVERLAP_WINDOW) return !heldText.includes(s.text);
     for (let i = 0; i + OVERLAP_WINDOW <= s.text.length; i++) if (windows.has(s.text.slice(i, i + OVERLAP_WINDOW))) return false;
     return true;
   });
