@@ -21,6 +21,7 @@ import torch
 
 from .model import BertConfig, BertModel
 from .pretrain import Corpus, Vocab, held_out_eval
+from .paths import ROOT
 from .safetensors_io import load_weights, save_weights
 
 WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
@@ -106,15 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m rmbert_train.export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("backbone", help="export the pretraining checkpoint for `rmbert import`")
-    b.add_argument("--commit-dir", type=Path, default=Path("models/backbone-pretraining"))
-    b.add_argument("--corpus", type=Path, default=Path(".cache/corpus"), help="folder written by `rmbert corpus` (for the vocabulary size and [UNK])")
+    b.add_argument("--commit-dir", type=Path, default=ROOT / "models/backbone-pretraining")
+    b.add_argument("--corpus", type=Path, default=ROOT / ".cache/corpus", help="folder written by `rmbert corpus` (for the vocabulary size and [UNK])")
     b.add_argument("--out", type=Path, required=True)
     h = sub.add_parser("heldout", help="held-out MLM loss and top-1 of a backbone artifact or of the checkpoint")
     h.add_argument("--artifact", type=Path, help="artifact directory (config.json + weights.safetensors)")
-    h.add_argument("--commit-dir", type=Path, default=Path("models/backbone-pretraining"), help="the checkpoint, when no --artifact")
-    h.add_argument("--corpus", type=Path, default=Path(".cache/corpus"))
+    h.add_argument("--commit-dir", type=Path, default=ROOT / "models/backbone-pretraining", help="the checkpoint, when no --artifact")
+    h.add_argument("--corpus", type=Path, default=ROOT / ".cache/corpus")
     u = sub.add_parser("unigram", help="held-out loss and top-1 of unigram frequencies of the general corpus (the floor a backbone must beat)")
-    u.add_argument("--corpus", type=Path, default=Path(".cache/corpus"))
+    u.add_argument("--corpus", type=Path, default=ROOT / ".cache/corpus")
     args = p.parse_args(argv)
     meta = json.loads((args.corpus / "general.json").read_text())
     if args.command == "unigram":

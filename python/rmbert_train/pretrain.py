@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from . import env
 from .model import MASK_NEGATIVE, BertConfig, BertModel, decays
+from .paths import ROOT
 from .safetensors_io import load_weights, save_weights
 
 HELD_OUT_SEED = 20261207
@@ -225,11 +226,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m rmbert_train.pretrain",
         description="Masked-LM pretraining of the backbone (PyTorch), resumable across sessions.",
     )
-    p.add_argument("--corpus", type=Path, default=Path(".cache/corpus"), help="folder written by `rmbert corpus` (default .cache/corpus)")
+    p.add_argument("--corpus", type=Path, default=ROOT / ".cache/corpus", help="folder written by `rmbert corpus` (default .cache/corpus)")
     p.add_argument("--phase", choices=["general", "medical-train"], default="general",
                    help="general: the general-domain corpus; medical-train: the task-adaptive phase on the medical TRAINING split's text")
-    p.add_argument("--out", type=Path, default=Path(".cache/pretrain-torch"), help="local checkpoints (exact resume), not committed")
-    p.add_argument("--commit-dir", type=Path, default=Path("models/backbone-pretraining"),
+    p.add_argument("--out", type=Path, default=ROOT / ".cache/pretrain-torch", help="local checkpoints (exact resume), not committed")
+    p.add_argument("--commit-dir", type=Path, default=ROOT / "models/backbone-pretraining",
                    help="committed checkpoint: fp16 weights, state.json, log.jsonl (default models/backbone-pretraining)")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--hidden", type=int, default=256)
