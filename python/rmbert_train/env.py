@@ -22,6 +22,22 @@ def loaded_blas() -> list[str]:
         return sorted({line.split()[-1] for line in maps if "blas" in line.lower() or "mkl" in line.lower()})
 
 
+GENERIC_KERNELS = {"Prescott", "Core2", "Katmai", "Northwood", "Banias", "Atom"}
+
+
+def openblas_core(libs: list[str]) -> str | None:
+    import ctypes
+
+    for lib in libs:
+        try:
+            fn = ctypes.CDLL(lib).openblas_get_corename
+            fn.restype = ctypes.c_char_p
+            return fn().decode()
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
 def check_fast_blas() -> str:
     """Returns a description of the BLAS in use; raises SlowBlasError on the reference BLAS."""
     import torch
@@ -31,7 +47,12 @@ def check_fast_blas() -> str:
         return "MKL"
     libs = loaded_blas()
     if any("openblas" in lib for lib in libs):
-        return ", ".join(libs)
+        core = openblas_core(libs)
+        if core in GENERIC_KERNELS and not os.environ.get("OPENBLAS_CORETYPE"):
+            print(f"warning: OpenBLAS chose its generic {core} kernels (it does not recognise this CPU), 4-5x slower; "
+                  "set OPENBLAS_CORETYPE (e.g. SkylakeX or Cooperlake on AVX-512 CPUs, Haswell on AVX2 ones; "
+                  "benchmarks/peer/setup.sh prints the right one)", file=sys.stderr)
+        return ", ".join(libs) + (f" (kernels: {core})" if core else "")
     raise SlowBlasError(
         "PyTorch is using the reference BLAS (" + (", ".join(libs) or "no BLAS library found") + "), about 30x slower "
         "than OpenBLAS: training would take days. Install the OpenMP OpenBLAS with `bash scripts/setup-python.sh` "
