@@ -97,7 +97,7 @@ def artifact_model(artifact: Path) -> BertModel:
     c = BertConfig.from_artifact(config["model"])
     weights = load_weights(artifact / "weights.safetensors")
     model = BertModel(c, mlm_head=MLM_BIAS in weights, dropout=0.0)
-    missing, unexpected = model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("classifier.")}, strict=False)
+    missing, _unexpected = model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("classifier.")}, strict=False)
     if missing:
         raise ValueError(f"{artifact}: weights lack {missing[:5]}")
     return model

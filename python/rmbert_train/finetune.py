@@ -266,13 +266,11 @@ def main(argv=None) -> int:
     labels = train.labels
     config, weights, backbone_name = read_backbone(args.backbone)
     tagger = Tagger(config, labels, args.head, args.dropout)
-    missing, unexpected = tagger.bert_model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("classifier.") and not k.startswith("crf.")}, strict=False)
+    missing, _unexpected = tagger.bert_model.load_state_dict({k: v for k, v in weights.items() if not k.startswith("classifier.") and not k.startswith("crf.")}, strict=False)
     missing = [m for m in missing if not m.startswith("classifier.")]
     if missing:
         say(f"backbone {args.backbone} lacks {missing[:5]}")
         return 2
-    if hasattr(tagger.bert_model, "cls"):
-        del tagger.bert_model.cls
     tagger.train()
 
     train_idx = np.arange(len(train)) if not args.train_limit else np.arange(min(args.train_limit, len(train)))
@@ -359,7 +357,6 @@ def main(argv=None) -> int:
     hf["id2label"] = {str(i): l for i, l in enumerate(labels)}
     hf["label2id"] = {l: i for i, l in enumerate(labels)}
     (args.out / "config.json").write_text(json.dumps(hf, indent=2, ensure_ascii=False) + "\n")
-    tagger.load_state_dict_from_hf = None
     write_parity(tagger, best_state, dev, args.out / "parity.json")
     summary = {
         "backbone": backbone_name,
