@@ -93,7 +93,7 @@ const summary = {
 };
 const results = {
   name: 'backbone',
-  command: `node --import tsx benchmarks/backbone.ts --checkpoint ${values.checkpoint} --corpus ${values.corpus}`,
+  command: `node --import tsx benchmarks/backbone.ts --checkpoint ${values.checkpoint} --corpus ${values.corpus} --baseline ${values.baseline}`,
   trainingCommand: 'cd python && OMP_WAIT_POLICY=PASSIVE ../.venv/bin/python -m rmbert_train.pretrain --corpus ../.cache/corpus --out ../.cache/pretrain-torch --commit-dir ../models/backbone-pretraining --horizon-tokens 90e6 --max-minutes M --threads 1',
   machine: machineDescription(),
   loadAverage: { start: loadStart, end: loadAverage() },
