@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         model = artifact_model(args.artifact)
         # Full-vocabulary model: feed full ids, score over the pretraining vocabulary's ids.
         compact = vocab.to_compact[raw]
-        rows = np.where(compact < 0, meta["specials"]["unk"], raw)
-        result = held_out_eval_full(model, rows, vocab)
+        compact[compact < 0] = vocab.special["unk"]
+        result = held_out_eval(model, Corpus(compact.astype(np.int64), meta["specials"], meta["seqLen"]), vocab, full_vocabulary=True)
     else:
         config, weights, _state, _ids = read_checkpoint(args.commit_dir)
         model = BertModel(config, mlm_head=True, dropout=0.0)
@@ -164,42 +164,6 @@ def unigram_eval(corpus: Path, meta: dict) -> dict:
     _inputs, _flat, targets = mask_rows(rows.astype(np.int64), vocab, np.random.default_rng(HELD_OUT_SEED), 0.15, all_mask=True)
     targets = targets[targets != vocab.special["unk"]]
     return {"loss": float(-np.log(p[targets]).mean()), "top1": float((targets == p.argmax()).mean()), "masked": int(len(targets))}
-
-
-def held_out_eval_full(model: BertModel, rows: np.ndarray, vocab: Vocab) -> dict:
-    """held_out_eval for a full-vocabulary model: the same masked positions (the masking draws depend only on
-    the row layout and the seed), logits over the pretraining vocabulary's ids, targets mapped into it."""
-    subset = torch.from_numpy(vocab.full_ids)
-    # Mask with the compact layout so that the positions equal those of held_out_eval on the checkpoint.
-    compact_rows = vocab.to_compact[rows]
-    compact_rows[compact_rows < 0] = vocab.special["unk"]
-    from .pretrain import HELD_OUT_SEED, mask_rows, padding_mask
-    import torch.nn.functional as F
-
-    rng = np.random.default_rng(HELD_OUT_SEED)
-    inputs_c, flat, targets_c = mask_rows(compact_rows.astype(np.int64), vocab, rng, 0.15, all_mask=True)
-    inputs = vocab.full_ids[inputs_c]
-    meta_pad = int(vocab.full_ids[vocab.special['pad']])
-    known = targets_c != vocab.special["unk"]
-    model.eval()
-    total, correct, count = 0.0, 0, 0
-    B, T = inputs.shape
-    with torch.no_grad():
-        for start in range(0, B, 64):
-            stop = min(B, start + 64)
-            sel = (flat >= start * T) & (flat < stop * T) & known
-            if not sel.any():
-                continue
-            x = torch.from_numpy(inputs[start:stop])
-            hidden = model.encode(x, mask=padding_mask(x, meta_pad))
-            h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, torch.from_numpy(flat[sel] - start * T))
-            logits = model.mlm_logits(h, subset)
-            tgt = torch.from_numpy(targets_c[sel])
-            total += F.cross_entropy(logits, tgt, reduction="sum").item()
-            correct += (logits.argmax(-1) == tgt).sum().item()
-            count += len(tgt)
-    return {"loss": total / count, "top1": correct / count, "masked": count}
-
 
 if __name__ == "__main__":
     sys.exit(main())

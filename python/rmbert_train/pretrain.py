@@ -132,12 +132,20 @@ def padding_mask(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def held_out_eval(model: BertModel, held_out: Corpus, vocab: Vocab, vocab_subset: torch.Tensor | None = None) -> dict:
-    """MLM loss (nats) and top-1 over the held-out sentences, 15 % of tokens masked with a fixed seed."""
+def held_out_eval(model: BertModel, held_out: Corpus, vocab: Vocab, full_vocabulary: bool = False) -> dict:
+    """MLM loss (nats) and top-1 over the held-out sentences, 15 % of tokens masked with a fixed seed.
+    Rows are in the pretraining vocabulary's compact ids; with `full_vocabulary` the model is an exported
+    one (all 21,128 ids): it is fed the full ids and scored over the same compact output space."""
     was_training = model.training
     model.eval()
     rng = np.random.default_rng(HELD_OUT_SEED)
     inputs, flat, targets = mask_rows(held_out.rows, vocab, rng, 0.15, all_mask=True)
+    pad = vocab.special["pad"]
+    vocab_subset = None
+    if full_vocabulary:
+        inputs = vocab.full_ids[inputs]
+        pad = int(vocab.full_ids[pad])
+        vocab_subset = torch.from_numpy(vocab.full_ids)
     known = targets != vocab.special["unk"]
     total_loss = 0.0
     correct = 0
@@ -151,7 +159,7 @@ def held_out_eval(model: BertModel, held_out: Corpus, vocab: Vocab, vocab_subset
         x = torch.from_numpy(inputs[start:stop])
         pos = torch.from_numpy(flat[sel] - start * T)
         tgt = torch.from_numpy(targets[sel])
-        hidden = model.encode(x, mask=padding_mask(x, vocab.special["pad"]))
+        hidden = model.encode(x, mask=padding_mask(x, pad))
         rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, pos)
         logits = model.mlm_logits(rows, vocab_subset)
         total_loss += F.cross_entropy(logits, tgt, reduction="sum").item()
