@@ -9,7 +9,9 @@
 #   scripts/infra.sh status [kafka|neo4j]     exit 0 when every named server is running
 #   scripts/infra.sh logs   [kafka|neo4j] [-f]
 #   scripts/infra.sh clean                    stop, then delete data and logs (keeps resolved classpaths)
-#   scripts/infra.sh env                      print the addresses as shell exports
+#   scripts/infra.sh env                      print the addresses as shell exports, under the names
+#                                             rmbert reads (RMBERT_KAFKA_BROKERS, RMBERT_NEO4J_*) and
+#                                             the tests read (RMBERT_TEST_*): eval "$(scripts/infra.sh env)"
 #
 # Environment (all optional):
 #   RMBERT_KAFKA_PORT (19092)  RMBERT_KAFKA_CONTROLLER_PORT (19093)  RMBERT_NEO4J_PORT (17687)
@@ -362,7 +364,15 @@ cmd_up() {
     exit 1
   fi
   if ((${#started_any[@]})); then
-    log "up in $(secs_since "$up_started") s: kafka 127.0.0.1:$KAFKA_PORT, neo4j bolt://127.0.0.1:$NEO4J_PORT (user $NEO4J_USER)"
+    # Only the servers this command was asked for: the other one may not be running at all.
+    local where=()
+    for name in "${services[@]}"; do
+      case $name in
+        kafka) where+=("kafka 127.0.0.1:$KAFKA_PORT") ;;
+        neo4j) where+=("neo4j bolt://127.0.0.1:$NEO4J_PORT (user $NEO4J_USER)") ;;
+      esac
+    done
+    log "up in $(secs_since "$up_started") s: $(IFS=,; printf '%s' "${where[*]}" | sed 's/,/, /g')"
   fi
 }
 
@@ -450,7 +460,12 @@ cmd_clean() {
 }
 
 cmd_env() {
+  # The names the rmbert commands read (serve, kg, demo, train), then the test suite's.
   cat << EOF
+export RMBERT_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export RMBERT_NEO4J_URI=bolt://127.0.0.1:$NEO4J_PORT
+export RMBERT_NEO4J_USER=$NEO4J_USER
+export RMBERT_NEO4J_PASSWORD=$NEO4J_PASSWORD
 export RMBERT_TEST_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export RMBERT_TEST_NEO4J_URI=bolt://127.0.0.1:$NEO4J_PORT
 export RMBERT_TEST_NEO4J_USER=$NEO4J_USER

@@ -93,7 +93,8 @@ if ((needs_infra)); then
     exit 1
   fi
 fi
-eval "$("$INFRA" env)"
+# Only the test suite's names: the tests give each command the settings they mean it to have.
+eval "$("$INFRA" env | grep '^export RMBERT_TEST_')"
 export RMBERT_TEST_KAFKA_BROKERS RMBERT_TEST_NEO4J_URI RMBERT_TEST_NEO4J_USER RMBERT_TEST_NEO4J_PASSWORD
 
 # ---- Python tests (the training path), before node's runner so that its summary stays last

@@ -8,7 +8,7 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { EngineChoice, StageConfig } from '../config/index.ts';
 import type { InjectedSentence, Sentence, Token, Triple } from '../domain/index.ts';
-import { KnowledgeUnavailableError, ModelError } from '../errors/index.ts';
+import { ConfigError, KnowledgeUnavailableError, ModelError } from '../errors/index.ts';
 import {
   InMemoryKnowledgeGraph,
   KnowledgeService,
@@ -194,12 +194,17 @@ export class GraphKnowledge implements KnowledgeSource {
     };
   }
 
-  /** Opens the service (reads the concept names for the matcher); false when the graph is unreachable. */
+  /**
+   * Opens the service (reads the concept names for the matcher); false when the graph is unreachable
+   * (an outage: the stage serves without knowledge and keeps trying). Rejected credentials are a
+   * configuration error, not an outage: retrying cannot fix them, so they are thrown.
+   */
   async open(): Promise<boolean> {
     try {
       await this.ensureOpen();
       return true;
     } catch (error) {
+      if (error instanceof ConfigError) throw error;
       this.options.logger.warn('knowledge graph unreachable at start; serving without knowledge until it answers', { error: safeErrorMessage(error) });
       return false;
     }
@@ -211,7 +216,10 @@ export class GraphKnowledge implements KnowledgeSource {
       .then((service) => {
         this.service = service;
         if (this.options.versionPollMs && this.options.versionPollMs > 0) service.startPolling(this.options.versionPollMs);
-        this.options.logger.info('knowledge graph opened', { kgVersion: service.current.version, concepts: service.current.matcher.size });
+        // Counted as `rmbert kg info` counts: concepts are every node (objects such as 疾病 included),
+        // subjects the names the matcher looks for in text.
+        const { stamp, matcher } = service.current;
+        this.options.logger.info('knowledge graph opened', { kgVersion: service.current.version, concepts: stamp?.concepts ?? null, triples: stamp?.triples ?? null, subjects: matcher.size });
       })
       .finally(() => {
         this.opening = null;

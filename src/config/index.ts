@@ -2,7 +2,7 @@
  * Configuration entry points. This module is the only place in src/ that reads process.env.
  */
 import os from 'node:os';
-import { SETTINGS, buildConfig, type ConfigSources, type StageConfig } from './schema.ts';
+import { PACKAGE_ROOT, SETTINGS, buildConfig, buildGraphStoreConfig, type ConfigSources, type GraphStoreConfig, type StageConfig } from './schema.ts';
 
 export * from './schema.ts';
 
@@ -32,7 +32,8 @@ export function flagValues(parsed: Record<string, string | boolean | undefined>)
 export function configHelp(): string {
   return SETTINGS.map((s) => {
     const value = s.kind === 'bool' ? '' : s.kind === 'enum' ? ` <${s.values!.filter((v) => v).join('|')}>` : ' <value>';
-    const def = s.kind === 'secret' ? '' : s.default ? ` (default ${s.default})` : '';
+    // A secret's only non-empty default is the local server's public password, worth showing.
+    const def = !s.default ? '' : s.packagePath ? ` (default ${s.default} in the package, ${PACKAGE_ROOT})` : ` (default ${s.default})`;
     const negative = s.kind === 'bool' && s.default === 'true' ? `, --no-${s.flag}` : '';
     return `  --${s.flag}${value}${negative}\n      ${s.env}: ${s.doc}${def}`;
   }).join('\n');
@@ -50,6 +51,10 @@ export function loadConfig(
   return buildConfig({ env: process.env, flags, overrides, defaults, hostname: os.hostname(), pid: process.pid });
 }
 
+/** The Neo4j connection and graph name from process.env and flags (by setting flag name), validated and frozen. */
+export function loadGraphStoreConfig(flags: ConfigSources['flags'] = {}): GraphStoreConfig {
+  return buildGraphStoreConfig({ env: process.env, flags });
+}
 
 /**
  * Overrides that give one run (a demo, a benchmark) its own topics, consumer group and transactional

@@ -4,7 +4,19 @@
  * and reported together in one ConfigError, so an operator fixes a deployment in one pass.
  */
 import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../errors/index.ts';
+
+/**
+ * The package's root directory. Defaults that name shipped files (the model, the graph) resolve
+ * against it, so that `rmbert` works from any directory; paths a user gives stay relative to the
+ * current directory, as everywhere else.
+ */
+export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** The password of user neo4j on the local server that scripts/infra.sh starts (RMBERT_INFRA_NEO4J_PASSWORD there). */
+export const LOCAL_NEO4J_PASSWORD = 'rmbert-local';
 
 export type EngineChoice = 'auto' | 'onnx' | 'tfjs';
 export type SaslMechanism = 'plain' | 'scram-sha-256' | 'scram-sha-512';
@@ -98,6 +110,8 @@ export interface Setting {
   min?: number;
   max?: number;
   doc: string;
+  /** The default names a file shipped in the package: it resolves against PACKAGE_ROOT, not the current directory. */
+  packagePath?: boolean;
 }
 
 export const SETTINGS: readonly Setting[] = [
@@ -130,20 +144,20 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'topicReplicationFactor', env: 'RMBERT_TOPIC_REPLICATION_FACTOR', flag: 'topic-replication-factor', kind: 'int', default: '1', min: 1, max: 10, doc: 'replication factor of topics created at start' },
   { key: 'neo4j.uri', env: 'RMBERT_NEO4J_URI', flag: 'neo4j-uri', kind: 'string', default: 'bolt://127.0.0.1:17687', doc: 'Neo4j Bolt URI' },
   { key: 'neo4j.user', env: 'RMBERT_NEO4J_USER', flag: 'neo4j-user', kind: 'string', default: 'neo4j', doc: 'Neo4j user' },
-  { key: 'neo4j.password', env: 'RMBERT_NEO4J_PASSWORD', flag: 'neo4j-password', kind: 'secret', default: '', doc: 'Neo4j password' },
+  { key: 'neo4j.password', env: 'RMBERT_NEO4J_PASSWORD', flag: 'neo4j-password', kind: 'secret', default: LOCAL_NEO4J_PASSWORD, doc: 'Neo4j password; the default is that of the local server scripts/infra.sh starts' },
   { key: 'neo4j.database', env: 'RMBERT_NEO4J_DATABASE', flag: 'neo4j-database', kind: 'string', default: '', doc: 'Neo4j database; empty = the server default' },
   { key: 'knowledge.enabled', env: 'RMBERT_KG_ENABLED', flag: 'kg', kind: 'bool', default: 'true', doc: 'use the knowledge graph (--no-kg: the model runs without injected knowledge)' },
   { key: 'knowledge.cacheSize', env: 'RMBERT_KG_CACHE_SIZE', flag: 'kg-cache-size', kind: 'int', default: '50000', min: 0, max: 10_000_000, doc: 'concepts kept in the knowledge LRU cache' },
   { key: 'knowledge.retryInitialMs', env: 'RMBERT_KG_RETRY_INITIAL_MS', flag: 'kg-retry-initial-ms', kind: 'int', default: '500', min: 10, max: 600_000, doc: 'first backoff of the reconnection to Neo4j while it is down' },
   { key: 'knowledge.retryMaxMs', env: 'RMBERT_KG_RETRY_MAX_MS', flag: 'kg-retry-max-ms', kind: 'int', default: '15000', min: 10, max: 3_600_000, doc: 'longest backoff of the reconnection to Neo4j' },
-  { key: 'knowledge.kgFile', env: 'RMBERT_KG_FILE', flag: 'kg-file', kind: 'string', default: 'data/kg/Medical.spo', doc: 'graph file (subject TAB relation TAB object) for embedded mode' },
+  { key: 'knowledge.kgFile', env: 'RMBERT_KG_FILE', flag: 'kg-file', kind: 'string', default: 'data/kg/Medical.spo', packagePath: true, doc: 'graph file (subject TAB relation TAB object) for embedded mode; the default is the one in the package' },
   { key: 'knowledge.graphName', env: 'RMBERT_KG_GRAPH', flag: 'kg-graph', kind: 'string', default: 'default', doc: 'name of the graph inside Neo4j (as loaded by rmbert kg load --graph)' },
   { key: 'knowledge.versionPollMs', env: 'RMBERT_KG_VERSION_POLL_MS', flag: 'kg-version-poll-ms', kind: 'int', default: '60000', min: 0, max: 86_400_000, doc: 'how often the graph version is checked (a reload is picked up without restart); 0 = never' },
   { key: 'batch.maxRecords', env: 'RMBERT_BATCH_MAX_RECORDS', flag: 'batch-max-records', kind: 'int', default: '512', min: 1, max: 100_000, doc: 'records per micro-batch, at most' },
   { key: 'batch.maxBytes', env: 'RMBERT_BATCH_MAX_BYTES', flag: 'batch-max-bytes', kind: 'int', default: '262144', min: 1024, max: 256 * 1024 * 1024, doc: 'record bytes per micro-batch, at most' },
   { key: 'batch.maxWaitMs', env: 'RMBERT_BATCH_MAX_WAIT_MS', flag: 'batch-max-wait-ms', kind: 'int', default: '50', min: 0, max: 60_000, doc: 'longest wait for a micro-batch to fill' },
   { key: 'maxTextChars', env: 'RMBERT_MAX_TEXT_CHARS', flag: 'max-text-chars', kind: 'int', default: '100000', min: 1, max: 10_000_000, doc: 'longest document text accepted; longer ones are dead-lettered' },
-  { key: 'model.dir', env: 'RMBERT_MODEL_DIR', flag: 'model-dir', kind: 'string', default: 'models/medical', doc: 'model artifact directory, or a directory of versioned artifacts (the newest is served)' },
+  { key: 'model.dir', env: 'RMBERT_MODEL_DIR', flag: 'model-dir', kind: 'string', default: 'models/medical', packagePath: true, doc: 'model artifact directory, or a directory of versioned artifacts (the newest is served); the default is the one in the package' },
   { key: 'model.engine', env: 'RMBERT_ENGINE', flag: 'engine', kind: 'enum', values: ['auto', 'onnx', 'tfjs'], default: 'auto', doc: 'inference engine' },
   { key: 'model.pollIntervalMs', env: 'RMBERT_MODEL_POLL_MS', flag: 'model-poll-ms', kind: 'int', default: '10000', min: 0, max: 86_400_000, doc: 'how often the model directory is checked for a new artifact; 0 = never' },
   { key: 'metrics.port', env: 'RMBERT_METRICS_PORT', flag: 'metrics-port', kind: 'int', default: '9464', min: 0, max: 65535, doc: 'port of /metrics, /healthz and /readyz; 0 = any free port' },
@@ -226,17 +240,16 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** Validates every setting and cross-setting rule; throws one ConfigError listing every problem. */
-export function buildConfig(sources: ConfigSources = {}): StageConfig {
-  const problems: string[] = [];
+/** Each setting's value by key, from overrides, flags, environment, defaults in that order; problems collected. */
+function resolveSettings(settings: readonly Setting[], sources: ConfigSources, problems: string[]): Flat {
   const flat: Flat = {};
   const env = sources.env ?? {};
   const flags = sources.flags ?? {};
   const overrides = sources.overrides ?? {};
-  const known = new Set(SETTINGS.map((s) => s.key));
+  const known = new Set(settings.map((s) => s.key));
   for (const key of [...Object.keys(overrides), ...Object.keys(sources.defaults ?? {})]) if (!known.has(key)) problems.push(`${key}: unknown setting`);
 
-  for (const s of SETTINGS) {
+  for (const s of settings) {
     let value: string | number | boolean | string[] | undefined;
     if (s.key in overrides) {
       const o = overrides[s.key];
@@ -250,9 +263,17 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
       value = parseValue(s, sources.defaults[s.key], 'default', problems);
     } else if (s.default !== undefined) {
       value = parseValue(s, s.default, 'default', problems);
+      if (s.packagePath && typeof value === 'string') value = path.resolve(PACKAGE_ROOT, value);
     }
     if (value !== undefined) flat[s.key] = value;
   }
+  return flat;
+}
+
+/** Validates every setting and cross-setting rule; throws one ConfigError listing every problem. */
+export function buildConfig(sources: ConfigSources = {}): StageConfig {
+  const problems: string[] = [];
+  const flat = resolveSettings(SETTINGS, sources, problems);
 
   const str = (k: string) => (flat[k] as string | undefined) ?? '';
   const int = (k: string) => (flat[k] as number | undefined) ?? 0;
@@ -305,8 +326,7 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
   if (!kgEnabled) {
     // No graph: neither Neo4j nor a graph file is needed.
   } else if (!embedded) {
-    if (!/^(bolt|neo4j)(\+s|\+ssc)?:\/\/[^\s/]+/.test(str('neo4j.uri'))) problems.push(`neo4j.uri: "${str('neo4j.uri')}" is not a bolt:// or neo4j:// URI`);
-    if (str('neo4j.password') === '') problems.push('neo4j.password: required unless embedded mode is on or the graph is off (RMBERT_NEO4J_PASSWORD)');
+    problems.push(...neo4jProblems(str('neo4j.uri'), str('neo4j.password'), 'unless embedded mode is on or the graph is off '));
   } else if (!existsSync(str('knowledge.kgFile'))) {
     problems.push(`knowledge.kgFile: ${str('knowledge.kgFile')} does not exist (embedded mode reads the graph from it)`);
   }
@@ -358,6 +378,38 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
     embedded,
     logLevel: str('logLevel') as LogLevel,
     instanceId,
+  });
+}
+
+function neo4jProblems(uri: string, password: string, unless = ''): string[] {
+  const problems: string[] = [];
+  if (!/^(bolt|neo4j)(\+s|\+ssc)?:\/\/[^\s/]+/.test(uri)) problems.push(`neo4j.uri: "${uri}" is not a bolt:// or neo4j:// URI (RMBERT_NEO4J_URI)`);
+  if (password === '') problems.push(`neo4j.password: required ${unless}(RMBERT_NEO4J_PASSWORD)`);
+  return problems;
+}
+
+/** Where a graph lives: the Neo4j connection and the graph's name inside it. */
+export interface GraphStoreConfig {
+  neo4j: StageConfig['neo4j'];
+  graphName: string;
+}
+
+const GRAPH_STORE_KEYS = new Set(['neo4j.uri', 'neo4j.user', 'neo4j.password', 'neo4j.database', 'knowledge.graphName']);
+
+/**
+ * The stage's Neo4j settings alone (same variables, flags and defaults), for the commands that work on
+ * the graph store only (`rmbert kg`): the rest of the stage's settings neither apply nor can fail them.
+ */
+export function buildGraphStoreConfig(sources: ConfigSources = {}): GraphStoreConfig {
+  const problems: string[] = [];
+  const flat = resolveSettings(SETTINGS.filter((s) => GRAPH_STORE_KEYS.has(s.key)), sources, problems);
+  const str = (k: string) => (flat[k] as string | undefined) ?? '';
+  problems.push(...neo4jProblems(str('neo4j.uri'), str('neo4j.password')));
+  if (str('knowledge.graphName') === '') problems.push('knowledge.graphName: must not be empty');
+  if (problems.length > 0) throw new ConfigError(problems);
+  return deepFreeze<GraphStoreConfig>({
+    neo4j: { uri: str('neo4j.uri'), user: str('neo4j.user'), password: str('neo4j.password'), database: str('neo4j.database') || null },
+    graphName: str('knowledge.graphName'),
   });
 }
 

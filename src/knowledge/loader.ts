@@ -70,10 +70,16 @@ export async function loadSpoFile(file: string, graph: KnowledgeGraph, options: 
     throw new SchemaError(`cannot read ${file}: ${(error as Error).message}`, { cause: error });
   }
 
-  await graph.init();
-  const before = await graph.stats();
-  if (options.replace && before.triples > 0) await graph.clear();
-  await graph.setStamp(null);
+  // The graph is touched only once the file has shown a valid triple: a file without one (a binary
+  // file, the wrong file) must leave the graph and its version as they were.
+  let before: { triples: number } | null = null;
+  const begin = async (): Promise<{ triples: number }> => {
+    await graph.init();
+    const stats = await graph.stats();
+    if (options.replace && stats.triples > 0) await graph.clear();
+    await graph.setStamp(null);
+    return stats;
+  };
 
   const version = new KgVersionBuilder();
   const malformed: MalformedLine[] = [];
@@ -92,6 +98,7 @@ export async function loadSpoFile(file: string, graph: KnowledgeGraph, options: 
     validTriples += chunk.triples.length;
     lines = chunk.lines;
     if (fresh.length > 0) {
+      before ??= await begin();
       await graph.mergeTriples(fresh);
       batches++;
     }
@@ -104,6 +111,12 @@ export async function loadSpoFile(file: string, graph: KnowledgeGraph, options: 
     });
   }
 
+  if (before === null) {
+    const first = malformed[0] ? ` (line ${malformed[0].line}: ${malformed[0].reason})` : '';
+    throw new SchemaError(
+      `${file} holds no valid triple in ${lines} lines, ${malformedCount} malformed${first}; is it a .spo file (UTF-8, subject<TAB>relation<TAB>object per line)? Nothing was loaded.`,
+    );
+  }
   const fileVersion = version.digest();
   const after = await graph.stats();
   const graphWasEmpty = options.replace || before.triples === 0;

@@ -32,13 +32,14 @@ optionally "id") is read as that document, e.g. a line of data/samples/emr-sampl
 
 options:
   --model-dir DIR       model artifact, or a directory of versioned artifacts (the newest is used)
-                        (default: RMBERT_MODEL_DIR, else models/medical)
+                        (default: RMBERT_MODEL_DIR, else the package's models/medical)
   --engine E            auto | onnx | tfjs (default: RMBERT_ENGINE, else auto)
   --kg-file FILE        knowledge graph, subject<TAB>relation<TAB>object lines
-                        (default: RMBERT_KG_FILE, else data/kg/Medical.spo)
+                        (default: RMBERT_KG_FILE, else the package's data/kg/Medical.spo)
   --no-kg               no knowledge graph (the model still runs; nothing is injected)
   --per-line            treat every line of the FILEs as a document, like stdin
-  --batch-size N        documents per batch through the model (default 32)
+  --batch-size N        documents per batch through the model (default 32); a batch also closes when
+                        the input pauses for 0.2 s, and after every line typed at a terminal
   --max-text-chars N    longest text accepted (default 100000)
   --no-progress         no progress bar on stderr
   -h, --help            this text
@@ -46,6 +47,9 @@ options:
 exit status: 0 done (documents that could not be annotated are reported in the output), 1 failed
 (e.g. no model), 2 bad usage.
 `;
+
+/** A pause in the input this long answers what is pending (see withIdleMarks). */
+const STDIN_IDLE_MS = 200;
 
 interface InputDoc {
   doc: Document;
@@ -67,6 +71,33 @@ function toDocument(raw: string, fallbackId: string): Document {
     }
   }
   return { id, sourceSystem: 'rmbert-annotate', patientRef: '', text, language: 'zh', createdAt: Date.now(), section: null };
+}
+
+/** Marks a pause in the input: what is pending should be answered now rather than wait for a full batch. */
+const IDLE = Symbol('idle');
+
+/**
+ * The items of `source`, with IDLE whenever the next item has not come within `idleMs`. Input that
+ * arrives quickly (a pipe, a file) still fills whole batches; a person typing, or a slow producer,
+ * gets each answer as soon as they pause.
+ */
+export async function* withIdleMarks<T>(source: AsyncIterable<T>, idleMs: number): AsyncGenerator<T | typeof IDLE> {
+  const it = source[Symbol.asyncIterator]();
+  for (;;) {
+    const next = it.next();
+    let timer: NodeJS.Timeout | undefined;
+    const idle = new Promise<typeof IDLE>((resolve) => {
+      timer = setTimeout(() => resolve(IDLE), idleMs);
+    });
+    let result = await Promise.race([next, idle]);
+    clearTimeout(timer);
+    if (result === IDLE) {
+      yield IDLE;
+      result = await next;
+    }
+    if (result.done) return;
+    yield result.value;
+  }
 }
 
 async function* readInputs(files: string[], perLine: boolean): AsyncGenerator<InputDoc> {
@@ -191,10 +222,17 @@ export async function run(argv: string[]): Promise<number> {
       if (!values['per-line']) bar?.update(done);
       pending = [];
     };
+    const interactive = positionals.length === 0 && process.stdin.isTTY === true;
+    if (interactive) console.error('rmbert annotate: reading documents from the terminal, one per line (Ctrl-D ends)');
     try {
-      for await (const { doc } of readInputs(positionals, values['per-line'])) {
-        pending.push(doc);
-        if (pending.length >= batchSize) await flush();
+      const inputs = readInputs(positionals, values['per-line']);
+      for await (const item of positionals.length === 0 ? withIdleMarks(inputs, STDIN_IDLE_MS) : inputs) {
+        if (item === IDLE) {
+          await flush();
+          continue;
+        }
+        pending.push(item.doc);
+        if (pending.length >= batchSize || interactive) await flush();
       }
     } catch (error) {
       await flush();

@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig, flagValues, configFlagOptions, isolatedRunOverrides, type StageConfig } from '../../config/index.ts';
+import { loadConfig, flagValues, configFlagOptions, isolatedRunOverrides, PACKAGE_ROOT, type StageConfig } from '../../config/index.ts';
 import type { Document } from '../../domain/index.ts';
 import { ConfigError, RmBertError } from '../../errors/index.ts';
 import { kgVersionOf, loadSpoFile, Neo4jKnowledgeGraph, readSpoFile } from '../../knowledge/index.ts';
@@ -39,10 +39,8 @@ options:
   -h, --help         this text
 
 The stage settings (brokers, Neo4j address and credentials, engine, ...) come from the environment
-variables and flags of \`rmbert serve\`; the Neo4j password defaults to the local servers' one.
+variables and flags of \`rmbert serve\`, whose defaults are the local servers' addresses and password.
 `;
-
-const LOCAL_NEO4J_PASSWORD = 'rmbert-local';
 
 async function readSamples(file: string): Promise<Document[]> {
   const lines = (await readFile(file, 'utf8')).split('\n').filter((l) => l.trim());
@@ -128,7 +126,7 @@ export async function run(argv: string[]): Promise<number> {
       ...isolatedRunOverrides(runId),
       'metrics.port': 0,
       'metrics.host': '127.0.0.1',
-    }, { 'neo4j.password': LOCAL_NEO4J_PASSWORD });
+    });
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(`rmbert demo: ${error.message}`);
@@ -136,7 +134,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  const samplesFile = (values.samples as string | undefined) ?? path.resolve('data/samples/emr-samples.jsonl');
+  const samplesFile = (values.samples as string | undefined) ?? path.join(PACKAGE_ROOT, 'data/samples/emr-samples.jsonl');
   const samples = await readSamples(samplesFile);
 
   // Without a trained model the demo still runs end to end, on a random-weight one, and says so.
@@ -189,7 +187,7 @@ export async function run(argv: string[]): Promise<number> {
     if (error instanceof RmBertError) {
       console.error(`rmbert demo: ${error.message}`);
       if (/unavailable|ECONNREFUSED|connect/i.test(error.message)) console.error('demo: are the servers up? Run `bash scripts/infra.sh up` (npm run demo does it for you).');
-      return 1;
+      return error instanceof ConfigError ? 2 : 1;
     }
     throw error;
   } finally {

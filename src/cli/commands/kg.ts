@@ -3,8 +3,9 @@
  */
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
-import { ConfigError, KnowledgeUnavailableError } from '../../errors/index.ts';
-import { DEFAULT_GRAPH_NAME, loadSpoFile, NEO4J_LOCAL_DEFAULTS, Neo4jKnowledgeGraph } from '../../knowledge/index.ts';
+import { loadGraphStoreConfig, SETTINGS, type GraphStoreConfig } from '../../config/index.ts';
+import { ConfigError, KnowledgeUnavailableError, SchemaError } from '../../errors/index.ts';
+import { loadSpoFile, Neo4jKnowledgeGraph } from '../../knowledge/index.ts';
 import type { LoadReport } from '../../knowledge/index.ts';
 
 export const summary = 'load a .spo knowledge graph into Neo4j (kg load FILE.spo), show a graph (kg info)';
@@ -12,6 +13,8 @@ export const summary = 'load a .spo knowledge graph into Neo4j (kg load FILE.spo
 const DEFAULT_BATCH_SIZE = 1000;
 /** Malformed lines printed one by one; the rest are counted. */
 const MAX_MALFORMED_SHOWN = 50;
+
+const NEO4J_METAVARS: Record<string, string> = { 'neo4j.uri': 'URI', 'neo4j.user': 'USER', 'neo4j.password': 'PASS', 'neo4j.database': 'NAME' };
 
 const HELP = `usage: rmbert kg load FILE.spo [options]
        rmbert kg info [options]
@@ -26,18 +29,21 @@ the graph and prints the counts. A progress bar goes to stderr.
 
 kg info: prints the graph's version stamp and its concept and triple counts.
 
-options:
-  --neo4j-uri URI          Bolt address (default ${NEO4J_LOCAL_DEFAULTS.uri})
-  --neo4j-user USER        user name (default ${NEO4J_LOCAL_DEFAULTS.user})
-  --neo4j-password PASS    password (default ${NEO4J_LOCAL_DEFAULTS.password})
-  --graph NAME             graph name inside the database (default "${DEFAULT_GRAPH_NAME}", the one the
-                           stage reads)
+options (the Neo4j ones are \`rmbert serve\`'s settings: flag, else environment variable, else default):
+${SETTINGS.filter((s) => s.key in NEO4J_METAVARS)
+  .map((s) => `  --${s.flag} ${NEO4J_METAVARS[s.key]}\n      ${s.env}: ${s.doc}${s.default ? ` (default ${s.default})` : ''}`)
+  .join('\n')}
+  --graph NAME
+      RMBERT_KG_GRAPH: graph name inside the database (default "${SETTINGS.find((s) => s.key === 'knowledge.graphName')!.default}",
+      the one the stage reads)
   --batch-size N           triples per UNWIND/MERGE transaction (kg load; default ${DEFAULT_BATCH_SIZE})
   --replace                remove the graph's triples first, so it holds exactly FILE (kg load)
   --no-progress            no progress bar (kg load)
   -h, --help               this text
 
-exit status: 0 done (malformed lines, if any, were skipped and reported), 1 failed, 2 bad usage.
+exit status: 0 done (malformed lines, if any, were skipped and reported), 1 failed (Neo4j unreachable,
+a file without a single valid triple: nothing is loaded and the graph keeps its version), 2 bad usage or
+configuration (Neo4j rejected the user name or password).
 `;
 
 function usageError(message: string): number {
@@ -63,10 +69,11 @@ export async function run(argv: string[]): Promise<number> {
       args: argv,
       allowPositionals: true,
       options: {
-        'neo4j-uri': { type: 'string', default: NEO4J_LOCAL_DEFAULTS.uri },
-        'neo4j-user': { type: 'string', default: NEO4J_LOCAL_DEFAULTS.user },
-        'neo4j-password': { type: 'string', default: NEO4J_LOCAL_DEFAULTS.password },
-        graph: { type: 'string', default: DEFAULT_GRAPH_NAME },
+        'neo4j-uri': { type: 'string' },
+        'neo4j-user': { type: 'string' },
+        'neo4j-password': { type: 'string' },
+        'neo4j-database': { type: 'string' },
+        graph: { type: 'string' },
         'batch-size': { type: 'string' },
         replace: { type: 'boolean', default: false },
         'no-progress': { type: 'boolean', default: false },
@@ -90,16 +97,28 @@ export async function run(argv: string[]): Promise<number> {
     batchSize = Number(values['batch-size']);
     if (!Number.isInteger(batchSize) || batchSize < 1) return usageError(`--batch-size must be a positive integer (got "${values['batch-size']}")`);
   }
-  if (!values.graph) return usageError('--graph must not be empty');
-
-  const uri = values['neo4j-uri'];
+  let store: GraphStoreConfig;
   let graph: Neo4jKnowledgeGraph;
   try {
-    graph = new Neo4jKnowledgeGraph({ uri, user: values['neo4j-user'], password: values['neo4j-password'], graphName: values.graph });
+    store = loadGraphStoreConfig({
+      'neo4j-uri': values['neo4j-uri'],
+      'neo4j-user': values['neo4j-user'],
+      'neo4j-password': values['neo4j-password'],
+      'neo4j-database': values['neo4j-database'],
+      'kg-graph': values.graph,
+    });
+    graph = new Neo4jKnowledgeGraph({
+      uri: store.neo4j.uri,
+      user: store.neo4j.user,
+      password: store.neo4j.password,
+      graphName: store.graphName,
+      ...(store.neo4j.database ? { database: store.neo4j.database } : {}),
+    });
   } catch (error) {
     if (error instanceof ConfigError) return usageError(error.problems.join('; '));
     throw error;
   }
+  const uri = store.neo4j.uri;
 
   const bar = values['no-progress'] || action !== 'load' ? null : new SingleBar({
     stream: process.stderr,
@@ -108,8 +127,8 @@ export async function run(argv: string[]): Promise<number> {
   });
   try {
     if (action === 'info') {
-      const [stamp, stats] = [await graph.stamp(), await graph.stats()];
-      console.log(`graph "${graph.graphName}" at ${uri}: ${stats.triples} triples between ${stats.concepts} concepts`);
+      const [stamp, stats, subjects] = [await graph.stamp(), await graph.stats(), await graph.subjects()];
+      console.log(`graph "${graph.graphName}" at ${uri}: ${stats.triples} triples between ${stats.concepts} concepts, ${subjects.length} of them subjects (the names the stage matches in text)`);
       console.log(stamp ? `KG version ${stamp.version} (loaded ${stamp.loadedAt} from ${stamp.source})` : 'no version stamp (never loaded with rmbert kg load, or a load is under way)');
       return 0;
     }
@@ -140,8 +159,17 @@ export async function run(argv: string[]): Promise<number> {
     if (error instanceof KnowledgeUnavailableError) {
       console.error(
         `rmbert kg: cannot reach Neo4j at ${uri}: ${(error.cause as Error | undefined)?.message ?? error.message}\n` +
-          'Start the local server (bash scripts/infra.sh up) or pass --neo4j-uri, --neo4j-user and --neo4j-password.',
+          'Start the local server (bash scripts/infra.sh up) or set RMBERT_NEO4J_URI (--neo4j-uri).',
       );
+      return 1;
+    }
+    // Rejected credentials: the configuration is wrong, as in \`rmbert serve\` (exit 2 there too).
+    if (error instanceof ConfigError) {
+      console.error(`rmbert kg: ${error.problems.join('; ')} (RMBERT_NEO4J_USER, RMBERT_NEO4J_PASSWORD or --neo4j-user, --neo4j-password)`);
+      return 2;
+    }
+    if (error instanceof SchemaError) {
+      console.error(`rmbert kg: ${error.message}`);
       return 1;
     }
     throw error;

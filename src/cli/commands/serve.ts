@@ -8,6 +8,7 @@ import { ConfigError, RmBertError } from '../../errors/index.ts';
 import { PromStageMetrics, startMetricsServer, type MetricsServer } from '../../metrics/index.ts';
 import { createJsonLogger, safeErrorMessage } from '../../pipeline/logging.ts';
 import type { Logger } from '../../pipeline/ports.ts';
+import { probeBrokers } from '../../stream/probe.ts';
 import { startStage, type StageHandle } from '../../stream/stage.ts';
 import { createModelLoader, modelDirectoryCatalog, openKnowledge, type GraphKnowledge } from '../stage-wiring.ts';
 
@@ -47,6 +48,7 @@ export interface ServeSession {
 
 /** Starts everything `serve` runs, in this process (also used by `rmbert demo`). */
 export async function startServe(config: StageConfig, logger: Logger): Promise<ServeSession> {
+  await probeBrokers(config.kafka, logger);
   const metrics = new PromStageMetrics();
   let stage: StageHandle | null = null;
   const server = await startMetricsServer({
@@ -124,7 +126,8 @@ export async function run(argv: string[]): Promise<number> {
   } catch (error) {
     logger.error('could not start', { errorClass: error instanceof Error ? error.name : 'Error', error: safeErrorMessage(error) });
     if (error instanceof RmBertError) console.error(`rmbert serve: ${error.message}`);
-    return 1;
+    // A configuration found wrong only by a server (rejected credentials) is still a configuration error.
+    return error instanceof ConfigError ? 2 : 1;
   }
 
   return new Promise<number>((resolve) => {

@@ -36,7 +36,7 @@ function spawnServe(env: Record<string, string>) {
 }
 
 test('a bad configuration exits 2 and lists every problem', async () => {
-  const serve = spawnServe({ RMBERT_ENGINE: 'gpu', RMBERT_METRICS_PORT: 'x', RMBERT_BATCH_MAX_RECORDS: '0' });
+  const serve = spawnServe({ RMBERT_ENGINE: 'gpu', RMBERT_METRICS_PORT: 'x', RMBERT_BATCH_MAX_RECORDS: '0', RMBERT_NEO4J_PASSWORD: '' });
   assert.equal(await serve.exited, 2);
   for (const p of ['model.engine (RMBERT_ENGINE)', 'metrics.port (RMBERT_METRICS_PORT)', 'batch.maxRecords (RMBERT_BATCH_MAX_RECORDS)', 'neo4j.password']) {
     assert.ok(serve.err().includes(p), `${p} missing from:\n${serve.err()}`);

@@ -51,6 +51,7 @@ test('a bad configuration fails with every problem listed', () => {
         RMBERT_KAFKA_SASL_MECHANISM: 'plain',
         RMBERT_EMBEDDED: 'maybe',
         RMBERT_KAFKA_SSL_CA_FILE: '/nonexistent/ca.pem',
+        RMBERT_NEO4J_PASSWORD: '',
       },
       overrides: { 'no.such': 1 },
     });

@@ -33,7 +33,7 @@ describe('rmbert kg (no server)', () => {
       [['lod'], /unknown action "lod"/],
       [['load'], /exactly one FILE\.spo/],
       [['load', 'a.spo', '--batch-size', '0'], /--batch-size must be a positive integer/],
-      [['load', 'a.spo', '--neo4j-uri', 'foo://x'], /invalid Neo4j URI "foo:\/\/x"/],
+      [['load', 'a.spo', '--neo4j-uri', 'foo://x'], /neo4j\.uri: "foo:\/\/x" is not a bolt:\/\/ or neo4j:\/\/ URI/],
       [['load', 'a.spo', '--nope'], /Unknown option '--nope'/],
     ];
     for (const [args, message] of cases) {
