@@ -27,6 +27,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { defaultDataDir, loadCorpus, readMsraZip, type NamedCorpus, type NerSentence } from '../src/train/datasets.ts';
+import { predictionRecord } from '../src/train/baselines.ts';
 import { scorePredictions } from '../src/train/evaluate.ts';
 import type { NerEvaluation } from '../src/train/metrics.ts';
 
@@ -172,6 +173,10 @@ async function runCorpus(name: NamedCorpus, python: string): Promise<{ summary: 
     const officialEval = official
       ? scorePredictions(official.sentences, readPredictions(file('official.pred.jsonl'), official.sentences), corpus.types)
       : null;
+    // Kept beside the results in the format of `rmbert eval --predictions`, so that benchmarks/tables.ts can
+    // pair the CRF with our models sentence by sentence (paired bootstrap).
+    const records = test.sentences.map((s, i) => JSON.stringify(predictionRecord(i, s, testPred[i])));
+    writeFileSync(path.join(RESULTS, `crf-${name}-test.predictions.jsonl`), records.join('\n') + '\n');
     const loadEnd = loadAverage();
     const pct = (x: number) => (100 * x).toFixed(2);
     log(
@@ -241,7 +246,16 @@ function ourModels(name: NamedCorpus): { command: string; date: string; models: 
   if (!existsSync(file)) return null;
   const j = JSON.parse(readFileSync(file, 'utf8')) as { command: string; date: string; summary: Record<string, unknown> };
   const models = ['bert', 'kbert', 'rmbert'].map((k) => j.summary[k] as OurModel | undefined).filter((m): m is OurModel => !!m && typeof m.strictF1 === 'number');
-  return { command: j.command, date: j.date, models };
+  // benchmarks/tables.ts writes percentages (units: "percent"); this table works in fractions.
+  if (j.summary.units !== 'percent') return { command: j.command, date: j.date, models };
+  const fraction = (x: number) => x / 100;
+  const asFractions = models.map((m) => ({
+    ...m,
+    strictF1: fraction(m.strictF1),
+    kbertMetricF1: fraction(m.kbertMetricF1),
+    perTypeF1: Object.fromEntries(Object.entries(m.perTypeF1).map(([t, v]) => [t, fraction(v)])),
+  }));
+  return { command: j.command, date: j.date, models: asFractions };
 }
 
 const python = setupPython();
