@@ -19,6 +19,7 @@ export const ERROR_CLASSES = [
   'InvalidTextError',
   'InferenceError',
   'DocumentProcessingError',
+  'OutputTooLargeError',
   'Other',
 ] as const;
 

@@ -10,12 +10,20 @@ export class InvalidDocumentError extends PoisonRecordError {}
 export class EmptyTextError extends PoisonRecordError {}
 /** The text is longer than the configured limit. */
 export class TextTooLongError extends PoisonRecordError {}
-/** The text is not valid Unicode: lone surrogates, or U+FFFD left by decoding invalid UTF-8. */
+/** The text is not valid Unicode: bytes that are not UTF-8 (found by the input codec), or lone surrogates. */
 export class InvalidTextError extends PoisonRecordError {}
 /** The model failed on this document alone (found by retrying the micro-batch document by document). */
 export class InferenceError extends PoisonRecordError {}
 /** Segmenting, knowledge injection or entity assembly failed on this document alone. */
 export class DocumentProcessingError extends PoisonRecordError {}
+
+/**
+ * The document's output cannot be published even after the size rules of src/stream/fit.ts (one
+ * entity alone over the topic's message size limit), or the broker refused its records for good
+ * (e.g. MESSAGE_TOO_LARGE when the limit could not be read at start); the document is dead-lettered
+ * instead, so the stream goes on.
+ */
+export class OutputTooLargeError extends PoisonRecordError {}
 
 /** Error classes a dead letter can carry; anything else is reported as "Other" in metrics. */
 export const DEAD_LETTER_CLASSES = [
@@ -26,6 +34,7 @@ export const DEAD_LETTER_CLASSES = [
   'InvalidTextError',
   'InferenceError',
   'DocumentProcessingError',
+  'OutputTooLargeError',
 ] as const;
 
 export function deadLetterClass(error: unknown): string {

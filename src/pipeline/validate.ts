@@ -6,13 +6,14 @@ export interface DocumentLimits {
 }
 
 /**
- * Index of the first code unit that makes the text invalid Unicode, or -1: a lone (unpaired)
- * surrogate, or U+FFFD, which a UTF-8 decoder leaves where the bytes were not valid UTF-8.
+ * Index of the first code unit that makes the text invalid Unicode (a lone, unpaired surrogate), or -1.
+ * U+FFFD is valid text: invalid UTF-8 bytes are found where the bytes are still at hand (the stream's
+ * codec decodes input documents with a fatal UTF-8 decoder), not by looking for the replacement
+ * character a lenient decoder would have left, which a valid document may contain too.
  */
 export function firstInvalidCodeUnit(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c === 0xfffd) return i;
     if (c >= 0xd800 && c <= 0xdbff) {
       const next = i + 1 < text.length ? text.charCodeAt(i + 1) : 0;
       if (next >= 0xdc00 && next <= 0xdfff) {
@@ -30,14 +31,16 @@ export function firstInvalidCodeUnit(text: string): number {
 export function validateDocument(doc: Document, limits: DocumentLimits): void {
   if (typeof doc.id !== 'string' || doc.id.trim() === '') throw new InvalidDocumentError('document id is empty');
   if (doc.id.length > 512) throw new InvalidDocumentError(`document id is ${doc.id.length} characters long (at most 512)`);
+  // The id keys the output record: held to the same standard as the text, so that it cannot turn into
+  // a different key (a lone surrogate becomes U+FFFD when encoded as UTF-8).
+  const badId = firstInvalidCodeUnit(doc.id);
+  if (badId >= 0) throw new InvalidDocumentError(`document id is not valid Unicode: a lone surrogate U+${doc.id.charCodeAt(badId).toString(16).toUpperCase()} at offset ${badId}`);
   if (typeof doc.text !== 'string' || doc.text.trim() === '') throw new EmptyTextError('document text is empty');
   if (doc.text.length > limits.maxTextChars) {
     throw new TextTooLongError(`document text has ${doc.text.length} characters, more than the limit of ${limits.maxTextChars}`);
   }
   const bad = firstInvalidCodeUnit(doc.text);
   if (bad >= 0) {
-    const code = doc.text.charCodeAt(bad);
-    const what = code === 0xfffd ? 'U+FFFD (bytes that were not valid UTF-8)' : `a lone surrogate U+${code.toString(16).toUpperCase()}`;
-    throw new InvalidTextError(`document text is not valid Unicode: ${what} at offset ${bad}`);
+    throw new InvalidTextError(`document text is not valid Unicode: a lone surrogate U+${doc.text.charCodeAt(bad).toString(16).toUpperCase()} at offset ${bad}`);
   }
 }

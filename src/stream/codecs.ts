@@ -67,6 +67,77 @@ function compile(schema: avro.Schema): avro.Type {
   return avro.Type.forSchema(schema, { wrapUnions: false });
 }
 
+/**
+ * A string field whose bytes are not valid UTF-8. avsc decodes such bytes to U+FFFD without a word,
+ * after which a literal U+FFFD (valid text) and a replaced invalid sequence look the same; so a codec
+ * built with `strictUtf8` checks the bytes themselves. `field` is the field's path, e.g. "text".
+ */
+export class InvalidUtf8Error extends SchemaError {
+  readonly field: string;
+  constructor(field: string) {
+    super(`field ${field} is not valid UTF-8`);
+    this.field = field;
+  }
+}
+
+const STRICT_UTF8 = 'rmbert-strict-utf8';
+const FATAL_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** `bytes` read back as a string with a fatal decoder (the field's path rides in the schema). */
+class StrictUtf8Type extends avro.types.LogicalType {
+  private readonly field: string;
+  constructor(schema: avro.Schema, opts?: avro.ForSchemaOptions) {
+    super(schema, opts);
+    this.field = String((schema as unknown as Record<string, unknown>)['rmbert.field'] ?? '?');
+  }
+  protected override _fromValue(value: Buffer): string {
+    try {
+      return FATAL_UTF8.decode(value);
+    } catch {
+      throw new InvalidUtf8Error(this.field);
+    }
+  }
+  protected override _toValue(value: string): Buffer {
+    return Buffer.from(value, 'utf8');
+  }
+}
+
+/**
+ * The schema with every string replaced by bytes read through StrictUtf8Type. Strings and bytes have
+ * the same binary encoding, so the result reads the same records; it is only ever a writer type
+ * (defaults are dropped: they matter to readers only).
+ */
+function strictStringSchema(schema: unknown, at: string): unknown {
+  if (schema === 'string' || (isObject(schema) && schema.type === 'string')) return { type: 'bytes', logicalType: STRICT_UTF8, 'rmbert.field': at || '(root)' };
+  if (Array.isArray(schema)) return schema.map((branch) => strictStringSchema(branch, at));
+  if (!isObject(schema)) return schema;
+  switch (schema.type) {
+    case 'record':
+    case 'error':
+      return {
+        ...schema,
+        fields: (schema.fields as { name: string; type: unknown; default?: unknown }[]).map(({ default: _unused, ...f }) => ({
+          ...f,
+          type: strictStringSchema(f.type, at ? `${at}.${f.name}` : f.name),
+        })),
+      };
+    case 'array':
+      return { ...schema, items: strictStringSchema(schema.items, `${at}[]`) };
+    case 'map':
+      return { ...schema, values: strictStringSchema(schema.values, `${at}{}`) };
+    default:
+      return schema;
+  }
+}
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+function compileStrict(schema: avro.Schema): avro.Type {
+  return avro.Type.forSchema(strictStringSchema(schema, '') as avro.Schema, { wrapUnions: false, logicalTypes: { [STRICT_UTF8]: StrictUtf8Type } });
+}
+
 function validationProblems(type: avro.Type, value: unknown): string[] {
   const problems: string[] = [];
   type.isValid(value, {
@@ -85,14 +156,18 @@ class SingleObjectCodec<T> implements AvroCodec<T> {
   private readonly header: Buffer;
   /** Writer fingerprint (hex) -> resolver into the current type, or null for the current schema itself. */
   private readonly readers = new Map<string, avro.Resolver | null>();
+  /** With strictUtf8: writer fingerprint (hex) -> the writer schema with strict strings (checks the bytes). */
+  private readonly strictWriters: Map<string, avro.Type> | null;
 
-  constructor(schema: avro.Schema) {
+  constructor(schema: avro.Schema, options: CodecOptions = {}) {
+    this.strictWriters = options.strictUtf8 ? new Map() : null;
     this.type = compile(schema);
     this.name = (this.type as avro.Type & { name?: string }).name ?? 'record';
     const fp = rabinFingerprint(canonicalForm(this.type));
     this.fingerprintHex = fp.toString('hex');
     this.header = Buffer.concat([Buffer.from([MAGIC_0, MAGIC_1]), fp]);
     this.readers.set(this.fingerprintHex, null);
+    this.strictWriters?.set(this.fingerprintHex, compileStrict(schema));
   }
 
   registerWriterSchema(schema: avro.Schema): void {
@@ -104,6 +179,7 @@ class SingleObjectCodec<T> implements AvroCodec<T> {
     } catch (error) {
       throw new SchemaError(`${this.name}: the current schema cannot read records written with schema ${fp}`, { cause: error });
     }
+    this.strictWriters?.set(fp, compileStrict(schema));
   }
 
   encode(value: T): Buffer {
@@ -128,17 +204,35 @@ class SingleObjectCodec<T> implements AvroCodec<T> {
       throw new SchemaError(`${this.name}: record written with unknown schema ${fp} (expected ${this.fingerprintHex})`);
     }
     const resolver = this.readers.get(fp) ?? undefined;
+    let value: T;
     try {
-      return this.type.fromBuffer(bytes.subarray(HEADER_BYTES), resolver) as T;
+      value = this.type.fromBuffer(bytes.subarray(HEADER_BYTES), resolver) as T;
     } catch (error) {
       // avsc's messages say what went wrong structurally (truncated buffer, trailing data, bad union index).
       throw new SchemaError(`${this.name}: undecodable body: ${(error as Error).message}`, { cause: error });
     }
+    // A second read of the (now known to be well-formed) body with the writer's strict type finds
+    // strings whose bytes were not UTF-8.
+    const strict = this.strictWriters?.get(fp);
+    if (strict) {
+      try {
+        strict.fromBuffer(bytes.subarray(HEADER_BYTES));
+      } catch (error) {
+        if (error instanceof InvalidUtf8Error) throw error;
+        throw new SchemaError(`${this.name}: undecodable body: ${(error as Error).message}`, { cause: error });
+      }
+    }
+    return value;
   }
 }
 
-export function createCodec<T>(readerSchema: avro.Schema, earlierWriterSchemas: avro.Schema[] = []): AvroCodec<T> {
-  const codec = new SingleObjectCodec<T>(readerSchema);
+export interface CodecOptions {
+  /** decode() throws InvalidUtf8Error when a string field's bytes are not valid UTF-8 (instead of reading them as U+FFFD). */
+  strictUtf8?: boolean;
+}
+
+export function createCodec<T>(readerSchema: avro.Schema, earlierWriterSchemas: avro.Schema[] = [], options: CodecOptions = {}): AvroCodec<T> {
+  const codec = new SingleObjectCodec<T>(readerSchema, options);
   for (const s of earlierWriterSchemas) codec.registerWriterSchema(s);
   return codec;
 }
@@ -193,6 +287,11 @@ export interface EntityAnnotationsRecord {
   kgDegraded: boolean;
   truncated: boolean;
   windowed: boolean;
+  /** Linked concepts left out to fit the message size limit (src/stream/fit.ts). */
+  linkedDropped: boolean;
+  /** This record's index among the records of one document's entities; `parts` records in all (1 unless paged). */
+  part: number;
+  parts: number;
   timingsMs: Record<string, number>;
   documentCreatedAt: number;
   annotatedAt: number;
@@ -231,6 +330,11 @@ export interface DeadLetterRecord {
   errorClass: string;
   message: string;
   stage: string;
+  /** True when original (and a long originalKey) hold only a prefix, to fit the message size limit. */
+  originalTruncated: boolean;
+  /** Length and sha256 (hex) of the whole original value; null in dead letters written before these fields. */
+  originalLength: number | null;
+  originalSha256: string | null;
   failedAt: number;
 }
 
@@ -255,8 +359,8 @@ function historyOf(name: string, dir: string): avro.Schema[] {
     .map((f) => readSchemaFile(path.join(historyDir, f)));
 }
 
-function load<T>(name: string, dir: string): AvroCodec<T> {
-  return createCodec<T>(readSchemaFile(path.join(dir, `${name}.avsc`)), historyOf(name, dir));
+function load<T>(name: string, dir: string, options: CodecOptions = {}): AvroCodec<T> {
+  return createCodec<T>(readSchemaFile(path.join(dir, `${name}.avsc`)), historyOf(name, dir), options);
 }
 
 let compiled: Codecs | null = null;
@@ -264,7 +368,9 @@ let compiled: Codecs | null = null;
 /** The stage's codecs, compiled once per process from schemas/. */
 export function codecs(): Codecs {
   compiled ??= Object.freeze({
-    emrDocument: load<EmrDocumentRecord>('EmrDocument', SCHEMA_DIR),
+    // Input documents are checked byte for byte: invalid UTF-8 in any field is a dead letter, while a
+    // validly encoded U+FFFD is text like any other.
+    emrDocument: load<EmrDocumentRecord>('EmrDocument', SCHEMA_DIR, { strictUtf8: true }),
     entityAnnotations: load<EntityAnnotationsRecord>('EntityAnnotations', SCHEMA_DIR),
     feedback: load<FeedbackRecord>('Feedback', SCHEMA_DIR),
     modelUpdate: load<ModelUpdateRecord>('ModelUpdate', SCHEMA_DIR),

@@ -15,6 +15,8 @@ import type { StageConfig } from '../config/index.ts';
 import { TransportError } from '../errors/index.ts';
 import type { Logger } from '../pipeline/ports.ts';
 import { safeErrorMessage } from '../pipeline/logging.ts';
+import { chunkSends } from './fit.ts';
+import { fixedLimits, KAFKA_DEFAULT_MAX_MESSAGE_BYTES, type ProduceLimits } from './limits.ts';
 
 export interface TransactionContent {
   /** Records per output topic. */
@@ -28,9 +30,41 @@ export interface TransactionContent {
 /** kafkajs errors that mean another producer took over this transactional id. */
 const FENCED = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED', 'INVALID_PRODUCER_ID_MAPPING']);
 
+/**
+ * Broker errors that refuse the records themselves: sending the same records again fails the same way,
+ * so retrying the transaction would loop forever. kafkajs marks them not retriable.
+ */
+const REJECTED = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'INVALID_TIMESTAMP', 'INVALID_RECORD_STATE']);
+
+/** The Kafka error type of an error or of one of its causes (kafkajs wraps protocol errors, e.g. in KafkaJSNonRetriableError). */
+export function kafkaErrorType(error: unknown): string | undefined {
+  for (let e = error, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const type = (e as { type?: unknown }).type;
+    if (typeof type === 'string') return type;
+  }
+  return undefined;
+}
+
 export function isFenced(error: unknown): boolean {
-  const type = (error as { type?: string } | null)?.type;
-  return typeof type === 'string' && FENCED.has(type);
+  const type = kafkaErrorType(error);
+  return type !== undefined && FENCED.has(type);
+}
+
+export function isRejectedRecords(error: unknown): boolean {
+  const type = kafkaErrorType(error);
+  return type !== undefined && REJECTED.has(type);
+}
+
+/**
+ * The broker refused records of the transaction for good (e.g. MESSAGE_TOO_LARGE); `kafkaError` is
+ * the broker's error type. Not retriable: the stage isolates the records that cause it instead.
+ */
+export class RecordsRejectedError extends TransportError {
+  readonly kafkaError: string;
+  constructor(message: string, kafkaError: string, cause: unknown) {
+    super(message, cause, false);
+    this.kafkaError = kafkaError;
+  }
 }
 
 export class TransactionalPublisher {
@@ -42,6 +76,8 @@ export class TransactionalPublisher {
     private readonly kafka: Kafka,
     private readonly config: StageConfig,
     private readonly logger: Logger,
+    /** Records are sent in groups that fit these (src/stream/fit.ts). */
+    private readonly limits: ProduceLimits = fixedLimits(KAFKA_DEFAULT_MAX_MESSAGE_BYTES),
   ) {}
 
   private transactionalId(topic: string, partition: number): string {
@@ -126,7 +162,8 @@ export class TransactionalPublisher {
         }
       }
       for (const [topic, messages] of content.messages) {
-        if (messages.length > 0) await transaction.send({ topic, messages, acks: -1 });
+        // One send() is one record batch per partition, which the broker checks against the topic's limit.
+        for (const group of chunkSends(messages, this.limits.maxMessageBytes(topic))) await transaction.send({ topic, messages: group, acks: -1 });
       }
       await transaction.sendOffsets({
         consumerGroupId: this.config.groupId,
@@ -145,13 +182,17 @@ export class TransactionalPublisher {
         }
       }
       if (!aborted) await this.reset(partition);
-      this.logger.warn('output transaction failed and was aborted; the micro-batch will be retried', {
+      const kafkaError = kafkaErrorType(error);
+      const rejected = isRejectedRecords(error);
+      this.logger.warn(rejected ? 'the broker refused records of the output transaction; it was aborted' : 'output transaction failed and was aborted; the micro-batch will be retried', {
         partition,
         errorClass: error instanceof Error ? error.name : 'Error',
-        kafkaError: (error as { type?: string }).type,
+        kafkaError,
         error: safeErrorMessage(error),
       });
-      throw error instanceof TransportError ? error : new TransportError(`output transaction failed: ${safeErrorMessage(error)}`, error, !isFenced(error));
+      if (error instanceof TransportError) throw error;
+      if (rejected) throw new RecordsRejectedError(`the broker refused records: ${safeErrorMessage(error)}`, kafkaError!, error);
+      throw new TransportError(`output transaction failed: ${safeErrorMessage(error)}`, error, !isFenced(error));
     }
   }
 

@@ -1,4 +1,5 @@
 /** Conversions between Avro records and the pipeline's plain types. */
+import { createHash } from 'node:crypto';
 import type { Document } from '../domain/index.ts';
 import type { Annotation } from '../pipeline/processor.ts';
 import type { DeadLetterRecord, EmrDocumentRecord, EntityAnnotationsRecord } from './codecs.ts';
@@ -44,6 +45,9 @@ export function toAnnotationsRecord(a: Annotation, annotatedAt: number): EntityA
     kgDegraded: a.kgDegraded,
     truncated: a.truncated,
     windowed: a.windowed,
+    linkedDropped: false,
+    part: 0,
+    parts: 1,
     timingsMs: { ...a.timingsMs },
     documentCreatedAt: a.documentCreatedAt,
     annotatedAt,
@@ -58,9 +62,14 @@ export interface SourcePosition {
   value: Buffer | null;
 }
 
+/** A dead letter keeping the whole original; src/stream/fit.ts cuts it to a prefix when it would not fit the topic's limit. */
 export function deadLetter(source: SourcePosition, errorClass: string, message: string, stage: string, failedAt: number): DeadLetterRecord {
+  const original = source.value ?? Buffer.alloc(0);
   return {
-    original: source.value ?? Buffer.alloc(0),
+    original,
+    originalTruncated: false,
+    originalLength: original.length,
+    originalSha256: createHash('sha256').update(original).digest('hex'),
     originalKey: source.key,
     sourceTopic: source.topic,
     sourcePartition: source.partition,

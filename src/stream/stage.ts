@@ -10,16 +10,18 @@ import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message } from 'k
 import type { StageConfig } from '../config/index.ts';
 import type { Document } from '../domain/index.ts';
 import { ModelError, RmBertError, withRetry } from '../errors/index.ts';
-import { DocumentProcessingError, deadLetterClass } from '../pipeline/errors.ts';
+import { DocumentProcessingError, OutputTooLargeError, deadLetterClass } from '../pipeline/errors.ts';
 import { KnowledgeGate } from '../pipeline/knowledge-gate.ts';
 import { safeErrorMessage } from '../pipeline/logging.ts';
 import { ModelDirectoryWatcher, ModelSwitcher, type ModelCatalog } from '../pipeline/model-swap.ts';
 import { NO_STAGE_METRICS, type KnowledgeSource, type Logger, type ModelLoader, type ModelRequest, type StageMetrics } from '../pipeline/ports.ts';
 import { BatchProcessor, type BatchResult } from '../pipeline/processor.ts';
-import { codecs, type DeadLetterRecord } from './codecs.ts';
+import { codecs, InvalidUtf8Error, type DeadLetterRecord } from './codecs.ts';
+import { DEAD_LETTER_PREFIX_BYTES, fitAnnotations, fitDeadLetter, truncatedDeadLetter } from './fit.ts';
 import { createKafka } from './kafka.ts';
+import { readProduceLimits, type ProduceLimits } from './limits.ts';
 import { startModelUpdateListener, type ModelUpdateListener } from './model-updates.ts';
-import { TransactionalPublisher } from './publisher.ts';
+import { RecordsRejectedError, TransactionalPublisher } from './publisher.ts';
 import { deadLetter, toAnnotationsRecord, toDocument } from './records.ts';
 import { ensureTopics } from './topics.ts';
 
@@ -35,6 +37,8 @@ export interface StageDeps {
   kafka?: Kafka;
   /** Wall clock in ms (record timestamps are compared with it). */
   now?: () => number;
+  /** For tests: the size limits to fit records to, instead of reading them from the cluster at start. */
+  produceLimits?: ProduceLimits;
 }
 
 export interface Readiness {
@@ -67,16 +71,24 @@ interface Chunk {
   bytes: number;
 }
 
+/** What one input record turned into: its output records (annotation pages or one dead letter). */
+interface Unit {
+  source: KafkaMessage;
+  messages: { topic: string; message: Message }[];
+  /** 1 when the record was annotated. */
+  outputs: number;
+  /** The dead letter, when the record was rejected (kept to cut it smaller if the broker refuses it). */
+  dead: DeadLetterRecord | null;
+  /** How often the broker refused this record's output (see publishUnits). */
+  refused: number;
+}
+
 interface PreparedBatch {
   topic: string;
   partition: number;
   chunk: Chunk;
-  /** Records per output topic (annotations and dead letters). */
-  messages: Map<string, Message[]>;
-  nextOffset: bigint;
-  outputs: number;
-  /** Error class of each dead letter. */
-  dead: string[];
+  /** One per input record, in offset order. */
+  units: Unit[];
   started: number;
   decodeMs: number;
   result: BatchResult;
@@ -114,6 +126,7 @@ class Stage implements StageHandle {
   private consumer: Consumer | null = null;
   private publisher: TransactionalPublisher | null = null;
   private updates: ModelUpdateListener | null = null;
+  private limits!: ProduceLimits;
   private joined = false;
   private stopping: Promise<{ clean: boolean }> | null = null;
   /** Aborted only when a stop overruns its deadline: cuts retry loops short. */
@@ -179,7 +192,8 @@ class Stage implements StageHandle {
 
     this.kafka = this.deps.kafka ?? createKafka(config.kafka, this.log);
     if (config.createTopics) await ensureTopics(this.kafka, config, this.log);
-    this.publisher = new TransactionalPublisher(this.kafka, config, this.log);
+    this.limits = this.deps.produceLimits ?? (await readProduceLimits(this.kafka, [config.topics.output, config.topics.deadLetter], this.log));
+    this.publisher = new TransactionalPublisher(this.kafka, config, this.log, this.limits);
 
     const consumer = this.kafka.consumer({
       groupId: config.groupId,
@@ -284,21 +298,30 @@ class Stage implements StageHandle {
   private async prepare(topic: string, partition: number, chunk: Chunk): Promise<PreparedBatch> {
     const started = performance.now();
     const codec = codecs();
-    const dead: { record: DeadLetterRecord; key: Buffer | null }[] = [];
+    const units: Unit[] = chunk.messages.map((source) => ({ source, messages: [], outputs: 0, dead: null, refused: 0 }));
     const docs: Document[] = [];
-    const sources: KafkaMessage[] = [];
+    const docUnits: Unit[] = [];
     const t0 = performance.now();
-    for (const m of chunk.messages) {
+    for (const unit of units) {
+      const m = unit.source;
       try {
         if (!m.value || m.value.length === 0) throw new RmBertError('record has no value');
         docs.push(toDocument(codec.emrDocument.decode(m.value)));
-        sources.push(m);
+        docUnits.push(unit);
       } catch (error) {
-        const cls = error instanceof RmBertError && error.name !== 'RmBertError' ? error.name : 'SchemaError';
-        dead.push({
-          key: m.key,
-          record: deadLetter({ topic, partition, offset: m.offset, key: m.key, value: m.value }, cls, safeErrorMessage(error), 'decode', this.now()),
-        });
+        // Invalid UTF-8 is found while decoding (the decoder would otherwise turn it into U+FFFD): in
+        // the text it is an InvalidTextError as before; in any other field (the id, which keys the
+        // output) the document is invalid.
+        const cls =
+          error instanceof InvalidUtf8Error
+            ? error.field === 'text'
+              ? 'InvalidTextError'
+              : 'InvalidDocumentError'
+            : error instanceof RmBertError && error.name !== 'RmBertError'
+              ? error.name
+              : 'SchemaError';
+        this.setDead(unit, deadLetter({ topic, partition, offset: m.offset, key: m.key, value: m.value }, cls, safeErrorMessage(error), 'decode', this.now()));
+        this.log.warn('record dead-lettered', { partition, offset: m.offset, errorClass: cls, stage: 'decode' });
       }
     }
     const decodeMs = performance.now() - t0;
@@ -311,56 +334,58 @@ class Stage implements StageHandle {
     }, this.retryOptions('micro-batch'));
 
     const annotatedAt = this.now();
-    const outputs: Message[] = [];
+    const outputLimit = this.limits.maxMessageBytes(this.config.topics.output);
     result.outcomes.forEach((outcome, i) => {
-      const m = sources[i];
+      const unit = docUnits[i];
+      const m = unit.source;
       const doc = docs[i];
       if (outcome.ok) {
         try {
           const record = toAnnotationsRecord({ ...outcome.annotation, timingsMs: { decode: Math.round(decodeMs * 1000) / 1000, ...outcome.annotation.timingsMs } }, annotatedAt);
-          outputs.push({ key: doc.id, value: codec.entityAnnotations.encode(record) });
+          const fitted = fitAnnotations(record, (r) => codec.entityAnnotations.encode(r), outputLimit);
+          unit.messages = fitted.values.map((value) => ({ topic: this.config.topics.output, message: { key: doc.id, value } }));
+          unit.outputs = 1;
+          if (fitted.values.length > 1 || fitted.linkedDropped) {
+            this.log.info('output fitted to the message size limit', { partition, offset: m.offset, documentId: doc.id, parts: fitted.values.length, linkedDropped: fitted.linkedDropped });
+          }
           return;
         } catch (error) {
-          outcome = { ok: false, stage: 'assemble', error: new DocumentProcessingError(`output record does not fit the schema: ${safeErrorMessage(error)}`, { cause: error }) };
+          outcome =
+            error instanceof OutputTooLargeError
+              ? { ok: false, stage: 'assemble', error }
+              : { ok: false, stage: 'assemble', error: new DocumentProcessingError(`output record does not fit the schema: ${safeErrorMessage(error)}`, { cause: error }) };
         }
       }
       if (!outcome.ok) {
         const cls = deadLetterClass(outcome.error);
-        dead.push({
-          key: m.key,
-          record: deadLetter({ topic, partition, offset: m.offset, key: m.key, value: m.value }, cls, safeErrorMessage(outcome.error, [doc.text, doc.patientRef]), outcome.stage, this.now()),
-        });
+        this.setDead(unit, deadLetter({ topic, partition, offset: m.offset, key: m.key, value: m.value }, cls, safeErrorMessage(outcome.error, [doc.text, doc.patientRef]), outcome.stage, this.now()));
         this.log.warn('record dead-lettered', { partition, offset: m.offset, documentId: doc.id, errorClass: cls, stage: outcome.stage });
       }
     });
-    for (const d of dead.filter((x) => x.record.stage === 'decode')) {
-      this.log.warn('record dead-lettered', { partition, offset: d.record.sourceOffset, errorClass: d.record.errorClass, stage: 'decode' });
-    }
-
-    const nextOffset = BigInt(chunk.messages[chunk.messages.length - 1].offset) + 1n;
-    const messages = new Map<string, Message[]>([
-      [this.config.topics.output, outputs],
-      [this.config.topics.deadLetter, dead.map((d) => ({ key: d.key, value: codec.deadLetter.encode(d.record) }))],
-    ]);
-    return { topic, partition, chunk, messages, nextOffset, outputs: outputs.length, dead: dead.map((d) => d.record.errorClass), started, decodeMs, result };
+    return { topic, partition, chunk, units, started, decodeMs, result };
   }
 
-  /** Publishes a prepared micro-batch with its offsets in one transaction, retrying until it is in (or the stage is stopped hard). */
+  /** Makes the unit's output its dead letter, cut to fit the dead-letter topic's limit (src/stream/fit.ts). */
+  private setDead(unit: Unit, record: DeadLetterRecord): void {
+    const encode = (r: DeadLetterRecord) => codecs().deadLetter.encode(r);
+    let fitted;
+    try {
+      fitted = fitDeadLetter(record, unit.source.key, encode, this.limits.maxMessageBytes(this.config.topics.deadLetter));
+    } catch {
+      // A limit too small even for the dead letter's own fields: keep only those.
+      fitted = truncatedDeadLetter(record, unit.source.key, encode, 0, 0);
+    }
+    if (fitted.truncated) this.log.warn('dead letter keeps a prefix of the original', { offset: unit.source.offset, originalBytes: record.originalLength });
+    unit.dead = record;
+    unit.outputs = 0;
+    unit.messages = [{ topic: this.config.topics.deadLetter, message: { key: fitted.key, value: fitted.value } }];
+  }
+
+  /** Publishes a prepared micro-batch with its offsets, retrying until it is in (or the stage is stopped hard). */
   private async commit(p: PreparedBatch): Promise<void> {
-    const { topic, partition, chunk, messages, nextOffset, started, decodeMs, result } = p;
+    const { partition, chunk, started, decodeMs, result } = p;
     const tp = performance.now();
-    await withRetry(async (attempt) => {
-      try {
-        const outcome = await this.publisher!.commit({ messages, nextOffset, inputTopic: topic, partition }, { skipIfCommitted: attempt > 0 });
-        if (outcome === 'already-committed') {
-          this.log.info('the previous attempt had committed; not publishing again', { partition, nextOffset: nextOffset.toString() });
-        }
-      } catch (error) {
-        this.stats.transactionsAborted++;
-        this.metrics.transactionAborted();
-        throw error;
-      }
-    }, this.retryOptions('output transaction'));
+    await this.publishUnits(p.topic, partition, p.units);
     const publishMs = performance.now() - tp;
     this.metrics.stageSeconds('publish', publishMs / 1000);
 
@@ -369,26 +394,87 @@ class Stage implements StageHandle {
       const ts = Number(m.timestamp);
       if (Number.isFinite(ts) && ts > 0) this.metrics.endToEndSeconds(Math.max(0, committedAt - ts) / 1000);
     }
-    const deadCount = p.dead.length;
+    const outputs = p.units.reduce((n, u) => n + u.outputs, 0);
+    const dead = p.units.flatMap((u) => (u.dead ? [u.dead.errorClass] : []));
     this.stats.recordsIn += chunk.messages.length;
-    this.stats.recordsOut += p.outputs;
-    this.stats.deadLettered += deadCount;
+    this.stats.recordsOut += outputs;
+    this.stats.deadLettered += dead.length;
     this.stats.microBatches++;
     this.metrics.recordsIn(chunk.messages.length);
-    this.metrics.recordsOut(p.outputs);
-    for (const errorClass of p.dead) this.metrics.deadLettered(errorClass);
+    this.metrics.recordsOut(outputs);
+    for (const errorClass of dead) this.metrics.deadLettered(errorClass);
     this.metrics.microBatch(chunk.messages.length, chunk.bytes, (performance.now() - started) / 1000);
     this.log.debug('micro-batch committed', {
       partition,
       records: chunk.messages.length,
-      published: p.outputs,
-      deadLettered: deadCount,
+      published: outputs,
+      deadLettered: dead.length,
       modelVersion: result.modelVersion,
       ms: Math.round(performance.now() - started),
       decodeMs: Math.round(decodeMs * 10) / 10,
       publishMs: Math.round(publishMs * 10) / 10,
       stageMs: result.timingsMs,
     });
+  }
+
+  /**
+   * Commits the units' records and the offset after the last one in one transaction, retrying
+   * retriable failures. When the broker refuses records for good (RecordsRejectedError, e.g.
+   * MESSAGE_TOO_LARGE because a limit was not known), retrying the same transaction would fail
+   * forever, so the units are bisected: each half commits on its own (in offset order), until the one
+   * input record at fault is found; its output is replaced by a dead letter keeping a small prefix of
+   * the original, then by one keeping none. Only a refusal of that last one stops the stage.
+   */
+  private async publishUnits(topic: string, partition: number, units: Unit[]): Promise<void> {
+    const nextOffset = BigInt(units[units.length - 1].source.offset) + 1n;
+    const messages = new Map<string, Message[]>([
+      [this.config.topics.output, []],
+      [this.config.topics.deadLetter, []],
+    ]);
+    for (const u of units) for (const { topic: t, message } of u.messages) messages.get(t)!.push(message);
+    try {
+      await withRetry(async (attempt) => {
+        try {
+          const outcome = await this.publisher!.commit({ messages, nextOffset, inputTopic: topic, partition }, { skipIfCommitted: attempt > 0 });
+          if (outcome === 'already-committed') {
+            this.log.info('the previous attempt had committed; not publishing again', { partition, nextOffset: nextOffset.toString() });
+          }
+        } catch (error) {
+          this.stats.transactionsAborted++;
+          this.metrics.transactionAborted();
+          throw error;
+        }
+      }, this.retryOptions('output transaction'));
+    } catch (error) {
+      if (!(error instanceof RecordsRejectedError)) throw error;
+      if (units.length > 1) {
+        const mid = Math.ceil(units.length / 2);
+        this.log.warn('the broker refused records of a micro-batch; bisecting it to isolate them', { partition, records: units.length, kafkaError: error.kafkaError });
+        await this.publishUnits(topic, partition, units.slice(0, mid));
+        await this.publishUnits(topic, partition, units.slice(mid));
+        return;
+      }
+      const [unit] = units;
+      if (unit.refused >= 2) throw error;
+      unit.refused++;
+      const m = unit.source;
+      const record =
+        unit.dead ??
+        deadLetter(
+          { topic, partition, offset: m.offset, key: m.key, value: m.value },
+          'OutputTooLargeError',
+          `the broker refused the output records (${error.kafkaError})`,
+          'publish',
+          this.now(),
+        );
+      const prefix = unit.refused === 1 ? DEAD_LETTER_PREFIX_BYTES / 16 : 0;
+      const fitted = truncatedDeadLetter(record, m.key, (r) => codecs().deadLetter.encode(r), prefix, prefix);
+      unit.dead = record;
+      unit.outputs = 0;
+      unit.messages = [{ topic: this.config.topics.deadLetter, message: { key: fitted.key, value: fitted.value } }];
+      this.log.warn('record dead-lettered: the broker refused its output', { partition, offset: m.offset, errorClass: record.errorClass, kafkaError: error.kafkaError, prefixBytes: prefix });
+      await this.publishUnits(topic, partition, [unit]);
+    }
   }
 
   stop(deadlineMs = this.config.shutdownDeadlineMs): Promise<{ clean: boolean }> {

@@ -17,11 +17,21 @@ test('rejects empty, over-long and invalid texts with the right class, never quo
   assert.throws(() => validateDocument(doc('a', '咳'.repeat(21)), limits), (e: unknown) => e instanceof TextTooLongError && /21 characters/.test((e as Error).message));
   assert.throws(() => validateDocument(doc('a', '头痛\ud800伴'), limits), (e: unknown) => e instanceof InvalidTextError && /offset 2/.test((e as Error).message) && !(e as Error).message.includes('头痛'));
   assert.throws(() => validateDocument(doc('a', '头痛\udc00'), limits), InvalidTextError);
-  assert.throws(() => validateDocument(doc('a', '头痛\ufffd'), limits), InvalidTextError);
   assert.throws(() => validateDocument(doc('', '头痛'), limits), InvalidDocumentError);
 });
 
-test('U+FFFD from decoding invalid UTF-8 bytes is caught', () => {
-  const decoded = Buffer.from([0xe5, 0xa4, 0xb4, 0xff, 0xe7]).toString('utf8');
-  assert.ok(firstInvalidCodeUnit(decoded) >= 0);
+test('a U+FFFD in the text is text (invalid bytes are caught by the input codec, where the bytes are)', () => {
+  validateDocument(doc('a', '头痛\ufffd伴发热'), limits);
+  assert.equal(firstInvalidCodeUnit('\ufffd'), -1);
+});
+
+test('the id is held to the same standard as the text: a lone surrogate is an InvalidDocumentError that does not quote it', () => {
+  validateDocument(doc('id-\ufffd-𠀀', '头痛'), limits);
+  for (const id of ['PID77-\ud800', '\udc00PID77', 'PID77-\ud83d']) {
+    assert.throws(
+      () => validateDocument(doc(id, '头痛'), limits),
+      (e: unknown) => e instanceof InvalidDocumentError && /lone surrogate/.test((e as Error).message) && !(e as Error).message.includes('PID77'),
+      JSON.stringify(id),
+    );
+  }
 });

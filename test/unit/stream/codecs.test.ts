@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import avro from 'avsc';
 import { SchemaError } from '../../../src/errors/index.ts';
 import {
+  InvalidUtf8Error,
   SCHEMA_DIR,
   canonicalForm,
   codecs,
@@ -12,6 +13,7 @@ import {
   rabinFingerprint,
   readSchemaFile,
   writerFingerprint,
+  type DeadLetterRecord,
   type EmrDocumentRecord,
   type EntityAnnotationsRecord,
 } from '../../../src/stream/codecs.ts';
@@ -39,6 +41,9 @@ const annotations: EntityAnnotationsRecord = {
   kgDegraded: false,
   truncated: false,
   windowed: false,
+  linkedDropped: false,
+  part: 0,
+  parts: 1,
   timingsMs: { infer: 1.5, kg: 0.2 },
   documentCreatedAt: 1_700_000_000_123,
   annotatedAt: 1_700_000_000_456,
@@ -62,7 +67,20 @@ test('every record type round-trips through its codec with a single-object heade
   assert.deepEqual({ ...c.feedback.decode(c.feedback.encode(fb)) }.entities.length, 1);
   const mu = { version: 'm-2', artifactLocation: '/models/m-2', sha256: 'f'.repeat(64), metrics: { f1: 0.91 }, createdAt: 2 };
   assert.deepEqual(c.modelUpdate.decode(c.modelUpdate.encode(mu)).metrics, { f1: 0.91 });
-  const dl = { original: Buffer.from([1, 2, 3]), originalKey: null, sourceTopic: 'in', sourcePartition: 0, sourceOffset: 42, errorClass: 'SchemaError', message: 'm', stage: 'decode', failedAt: 3 };
+  const dl = {
+    original: Buffer.from([1, 2, 3]),
+    originalKey: null,
+    sourceTopic: 'in',
+    sourcePartition: 0,
+    sourceOffset: 42,
+    errorClass: 'SchemaError',
+    message: 'm',
+    stage: 'decode',
+    originalTruncated: false,
+    originalLength: 3,
+    originalSha256: 'a'.repeat(64),
+    failedAt: 3,
+  };
   assert.deepEqual(c.deadLetter.decode(c.deadLetter.encode(dl)).original, Buffer.from([1, 2, 3]));
   // Compiled once: the same objects every time.
   assert.equal(codecs(), c);
@@ -130,4 +148,62 @@ test('a field added without a default is an incompatible change and is refused',
   const v1Schema = readSchemaFile(path.join(FIXTURES, 'v1/EmrDocument.avsc'));
   const bad = readSchemaFile(path.join(FIXTURES, 'v2/EmrDocument.incompatible.avsc'));
   assert.throws(() => createCodec(bad, [v1Schema]), (e: unknown) => e instanceof SchemaError && /cannot read/.test((e as Error).message));
+});
+
+test('EntityAnnotations and DeadLetter v2 (size-limit fields) read v1 records with defaults, and a v1 reader reads v2 records', () => {
+  const c = codecs();
+  // Records already on the topics, written by the v1 codec (schemas/history registers v1 as a writer schema).
+  const v1Annotations = createCodec<Omit<EntityAnnotationsRecord, 'linkedDropped' | 'part' | 'parts'>>(readSchemaFile(path.join(FIXTURES, 'v1/EntityAnnotations.avsc')));
+  const { linkedDropped: _l, part: _p, parts: _n, ...oldAnnotations } = annotations;
+  const upgraded = c.entityAnnotations.decode(v1Annotations.encode(oldAnnotations));
+  assert.equal(upgraded.linkedDropped, false);
+  assert.equal(upgraded.part, 0);
+  assert.equal(upgraded.parts, 1);
+  assert.equal(upgraded.entities[0].linked[0].object, '症状');
+  assert.notEqual(v1Annotations.fingerprintHex, c.entityAnnotations.fingerprintHex);
+
+  const v1Dead = createCodec<Omit<DeadLetterRecord, 'originalTruncated' | 'originalLength' | 'originalSha256'>>(readSchemaFile(path.join(FIXTURES, 'v1/DeadLetter.avsc')));
+  const oldDead = { original: Buffer.from('x'), originalKey: null, sourceTopic: 'in', sourcePartition: 1, sourceOffset: 7, errorClass: 'SchemaError', message: 'm', stage: 'decode', failedAt: 5 };
+  const readDead = c.deadLetter.decode(v1Dead.encode(oldDead));
+  assert.equal(readDead.originalTruncated, false);
+  assert.equal(readDead.originalLength, null);
+  assert.equal(readDead.originalSha256, null);
+  assert.equal(readDead.sourceOffset, 7);
+
+  // A consumer still on v1 that learns the v2 writer schema reads paged records (it ignores the new fields).
+  const v1Reader = createCodec<Record<string, unknown>>(readSchemaFile(path.join(FIXTURES, 'v1/EntityAnnotations.avsc')), [readSchemaFile(path.join(SCHEMA_DIR, 'EntityAnnotations.avsc'))]);
+  const fromV2 = v1Reader.decode(c.entityAnnotations.encode({ ...annotations, linkedDropped: true, part: 1, parts: 3 }));
+  assert.equal(fromV2.documentId, 'doc-1');
+  assert.ok(!('part' in fromV2));
+});
+
+/** The EmrDocument record with `field`'s placeholder bytes overwritten (Avro strings are length-prefixed bytes, so the record stays well formed). */
+function withBytes(field: 'id' | 'text' | 'section', bytes: number[]): Buffer {
+  const placeholder = 'Q'.repeat(bytes.length);
+  const record = codecs().emrDocument.encode({ ...emr, [field]: placeholder });
+  const at = record.indexOf(Buffer.from(placeholder));
+  Buffer.from(bytes).copy(record, at);
+  return record;
+}
+
+test('EmrDocument: a validly encoded U+FFFD is text; invalid UTF-8 in any string field is an InvalidUtf8Error naming the field', () => {
+  const c = codecs();
+  const withReplacementChar = c.emrDocument.decode(c.emrDocument.encode({ ...emr, id: 'doc-\ufffd', text: '头痛\ufffd伴发热' }));
+  assert.equal(withReplacementChar.text, '头痛\ufffd伴发热');
+  assert.equal(withReplacementChar.id, 'doc-\ufffd');
+  // The same three bytes EF BF BD written directly decode too.
+  assert.equal(c.emrDocument.decode(withBytes('text', [0xef, 0xbf, 0xbd])).text, '\ufffd');
+
+  for (const field of ['text', 'id', 'section'] as const) {
+    for (const bad of [[0xff], [0xe5, 0xa4], [0xc0, 0xaf], [0xed, 0xa0, 0x80]]) {
+      assert.throws(
+        () => c.emrDocument.decode(withBytes(field, bad)),
+        (e: unknown) => e instanceof InvalidUtf8Error && e instanceof SchemaError && e.field === field && !e.retriable,
+        `${field} ${bad.map((b) => b.toString(16)).join(' ')}`,
+      );
+    }
+  }
+  // A lenient codec (the default for other records) still reads them, as U+FFFD.
+  const lenient = createCodec<EmrDocumentRecord>(readSchemaFile(path.join(SCHEMA_DIR, 'EmrDocument.avsc')));
+  assert.equal(lenient.decode(withBytes('text', [0xff])).text, '\ufffd');
 });
