@@ -10,6 +10,7 @@ import { createJsonLogger, safeErrorMessage } from '../../pipeline/logging.ts';
 import type { Logger } from '../../pipeline/ports.ts';
 import { probeBrokers } from '../../stream/probe.ts';
 import { startStage, type StageHandle } from '../../stream/stage.ts';
+import { EXIT_DEADLINE, EXIT_FAILED, stageDeadlineMs, stopAndExit } from '../shutdown.ts';
 import { createModelLoader, modelDirectoryCatalog, openKnowledge, type GraphKnowledge } from '../stage-wiring.ts';
 
 export const summary = 'run the streaming stage: EMR documents from Kafka, entities out exactly once, /metrics';
@@ -22,7 +23,8 @@ EntityAnnotations keyed by document id to the output topic. Results, dead letter
 are committed in one Kafka transaction per micro-batch (exactly once for read_committed consumers).
 Bad records go to the dead-letter topic. A ModelUpdate on the model-updates topic, or a new artifact
 in the model directory, swaps the model between micro-batches. SIGTERM/SIGINT finish the in-flight
-micro-batch, commit and exit 0 within the shutdown deadline.
+micro-batch, commit and exit 0 within the shutdown deadline, in every state (the process is ended
+explicitly: after a broker outage a client socket can otherwise keep it alive).
 
 Serves /metrics (Prometheus), /healthz and /readyz on the metrics port. Logs are JSON lines on stdout.
 Every option can also be set by its environment variable; flags win.
@@ -32,7 +34,9 @@ ${configHelp()}
   -h, --help
       this text
 
-exit status: 0 stopped cleanly, 1 failed (or the shutdown deadline passed), 2 bad configuration.
+exit status: 0 stopped cleanly (the in-flight micro-batch committed), 1 failed, 2 bad configuration,
+3 the shutdown did not finish within the deadline (input not committed is processed again by the
+next stage).
 `;
 
 export interface ServeSession {
@@ -42,8 +46,8 @@ export interface ServeSession {
   server: MetricsServer;
   knowledge: GraphKnowledge | null;
   logger: Logger;
-  /** Stops the stage, then the metrics server and the graph connection. */
-  stop(): Promise<{ clean: boolean }>;
+  /** Stops the stage (within `stageDeadlineMs`, default the configured deadline), then the metrics server and the graph connection. */
+  stop(stageDeadlineMs?: number): Promise<{ clean: boolean }>;
 }
 
 /** Starts everything `serve` runs, in this process (also used by `rmbert demo`). */
@@ -83,9 +87,9 @@ export async function startServe(config: StageConfig, logger: Logger): Promise<S
     server,
     knowledge: graph,
     logger,
-    stop() {
+    stop(stageDeadline?: number) {
       stopping ??= (async () => {
-        const result = await running.stop();
+        const result = await running.stop(stageDeadline);
         await graph?.close().catch(() => undefined);
         await server.close();
         return result;
@@ -139,16 +143,15 @@ export async function run(argv: string[]): Promise<number> {
       }
       signalled = true;
       logger.info('signal received: stopping', { signal, deadlineMs: config.shutdownDeadlineMs });
-      session.stop().then(
-        ({ clean }) => resolve(clean ? 0 : 1),
-        () => resolve(1),
-      );
+      const deadlineMs = config.shutdownDeadlineMs;
+      void stopAndExit(() => session.stop(stageDeadlineMs(deadlineMs)), EXIT_DEADLINE, { deadlineMs, logger }).then(resolve);
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
     session.stage.finished.catch((error: unknown) => {
       logger.error('stage failed', { error: safeErrorMessage(error) });
-      void session.stop().finally(() => resolve(1));
+      const deadlineMs = config.shutdownDeadlineMs;
+      void stopAndExit(async () => ({ ...(await session.stop(stageDeadlineMs(deadlineMs))), clean: false }), EXIT_FAILED, { deadlineMs, logger }).then(resolve);
     });
   });
 }
