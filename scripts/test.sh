@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command (`npm test` runs it):
-#   1. npm ci when node_modules is missing
+#   1. npm ci when node_modules is missing (ONNXRUNTIME_NODE_INSTALL=skip: no download of CUDA parts)
 #   2. typecheck (tsc --noEmit) and lint (eslint): either failing fails the run
 #   3. scripts/infra.sh up: real Kafka and Neo4j on loopback (kept if they were already running)
 #   4. the Python training path's tests (python/tests, pytest in .venv, set up by scripts/setup-python.sh)
@@ -61,9 +61,11 @@ done
 # ---- dependencies, typecheck, lint
 if [[ ! -d node_modules ]]; then
   say "node_modules is missing: npm ci"
-  npm ci || exit 1
+  # onnxruntime-node's postinstall would download CUDA providers the stage does not use (see README).
+  ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL:-skip} npm ci || exit 1
 fi
 if [[ ${RMBERT_TEST_SKIP_CHECKS:-0} != 1 ]]; then
+  (($# > 0)) && say "typecheck and lint of the whole project first (RMBERT_TEST_SKIP_CHECKS=1 skips them)"
   say "typecheck: npx tsc -p tsconfig.json --noEmit"
   npx tsc -p tsconfig.json --noEmit || { say "typecheck failed" >&2; exit 1; }
   say "lint: npx eslint ."

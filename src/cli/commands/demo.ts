@@ -16,6 +16,7 @@ import { kgVersionOf, loadSpoFile, Neo4jKnowledgeGraph, readSpoFile } from '../.
 import { createJsonLogger } from '../../pipeline/logging.ts';
 import type { DeadLetterRecord, EntityAnnotationsRecord } from '../../stream/codecs.ts';
 import { StreamClient } from '../../stream/client.ts';
+import { probeBrokers } from '../../stream/probe.ts';
 import { writeDemoArtifact } from '../demo-model.ts';
 import { modelDirectoryCatalog } from '../stage-wiring.ts';
 import { startServe } from './serve.ts';
@@ -150,9 +151,14 @@ export async function run(argv: string[]): Promise<number> {
   const logger = createJsonLogger({ level: 'warn', sink: (l) => process.stderr.write(`${l}\n`) });
   const client = new StreamClient(config, logger);
   let session: Awaited<ReturnType<typeof startServe>> | null = null;
+  // Cleaning up after a broker that never answered would wait out kafkajs's retries again.
+  let topicsCreated = false;
   try {
+    // Before anything waits out kafkajs's retries on a broker that is not there.
+    await probeBrokers(config.kafka, logger);
     if (config.knowledge.enabled && !config.embedded) await ensureGraph(config, config.knowledge.kgFile);
     await client.createTopics();
+    topicsCreated = true;
     session = await startServe(config, logger);
     const serving = session.stage.models.current;
     console.error(`demo: stage running (model ${serving.version.name}+${serving.version.hash}, engine ${serving.engine}; metrics ${session.server.url}/metrics)`);
@@ -196,7 +202,7 @@ export async function run(argv: string[]): Promise<number> {
       console.error(`demo: stage stopped${clean ? '' : ' (not cleanly)'}`);
     }
     await client.stopReading();
-    await client.deleteTopics().catch(() => undefined);
+    if (topicsCreated) await client.deleteTopics().catch(() => undefined);
     await client.close();
     if (scratch) await rm(scratch, { recursive: true, force: true });
   }

@@ -94,7 +94,8 @@ export function loadTrainerSetup(values: Record<string, string | boolean | undef
   }
   if (existsSync(path.join(config.model.dir, MANIFEST_FILE))) {
     problems.push(
-      `model.dir: ${config.model.dir} is itself a model artifact; the trainer writes new versions beside the one in service, so give a directory of versioned artifacts (move the artifact into a sub-directory of it)`,
+      `model.dir: ${config.model.dir} is itself a model artifact (the stage's default); the trainer writes new versions beside the one in service, so it needs a directory of versioned artifacts, shared with the stage: ` +
+        `mkdir -p DIR && cp -r ${config.model.dir} DIR/, then RMBERT_MODEL_DIR=DIR for both rmbert serve and rmbert train`,
     );
   }
   const trainerFlags = Object.fromEntries(Object.entries(values).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
