@@ -14,7 +14,7 @@
  *     not about the place, so they keep polarity present and certainty certain.
  * The nearest covering trigger of each property decides.
  */
-import type { Span } from '../domain/index.ts';
+import type { AssertionTrigger, EntityAssertion, Span } from '../domain/index.ts';
 import { normalizeCodeUnit } from '../domain/text.ts';
 import { lexiconKey, loadTriggerLexicon } from './lexicon.ts';
 import type { AssertionProperty, TriggerLexicon, TriggerRule } from './lexicon.ts';
@@ -24,19 +24,9 @@ export interface AssertionEntity extends Span {
   type?: string;
 }
 
-export interface AssertionTrigger extends Span {
-  text: string;
-  property: AssertionProperty;
-}
-
-export interface Assertion {
-  polarity: 'present' | 'absent';
-  certainty: 'certain' | 'possible';
-  temporality: 'current' | 'historical';
-  experiencer: 'patient' | 'other';
-  /** The triggers that decided each non-default value, at most one per property. */
-  triggers: AssertionTrigger[];
-}
+export type { AssertionTrigger } from '../domain/index.ts';
+/** The domain's EntityAssertion: what the output record carries. */
+export type Assertion = EntityAssertion;
 
 export interface AssertionOptions {
   /** Entity types that name a place rather than a finding; default BodyPart. */

@@ -63,6 +63,24 @@ export interface Entity extends Span {
   /** Mean probability of the decoded tags over the span, in [0, 1]. */
   score: number;
   linked: LinkedConcept[];
+  /** Absent when not assessed, which reads as present, certain, current, patient. */
+  assertion?: EntityAssertion;
+}
+
+/** A lexicon trigger that decided one assertion value (offsets like Span's). */
+export interface AssertionTrigger extends Span {
+  text: string;
+  property: 'negation' | 'uncertainty' | 'history' | 'family';
+}
+
+/** What the text asserts about an entity (ConText: negation, uncertainty, history, experiencer). */
+export interface EntityAssertion {
+  polarity: 'present' | 'absent';
+  certainty: 'certain' | 'possible';
+  temporality: 'current' | 'historical';
+  experiencer: 'patient' | 'other';
+  /** The triggers that decided each non-default value, at most one per property. */
+  triggers: AssertionTrigger[];
 }
 
 export interface ModelVersion {

@@ -276,6 +276,16 @@ export interface EntityRecord {
   type: string;
   score: number;
   linked: LinkedConceptRecord[];
+  /** Optional on write (avsc writes the default, null); null when decoded from a record that lacks it. */
+  assertion?: EntityAssertionRecord | null;
+}
+
+export interface EntityAssertionRecord {
+  polarity: 'present' | 'absent';
+  certainty: 'certain' | 'possible';
+  temporality: 'current' | 'historical';
+  experiencer: 'patient' | 'other';
+  triggers: { start: number; end: number; text: string; property: string }[];
 }
 
 export interface EntityAnnotationsRecord {

@@ -41,6 +41,7 @@ export function toAnnotationsRecord(a: Annotation, annotatedAt: number): EntityA
       type: e.type,
       score: e.score,
       linked: e.linked.map((l) => ({ relation: l.relation, object: l.object })),
+      assertion: e.assertion === undefined ? null : { ...e.assertion, triggers: e.assertion.triggers.map((t) => ({ ...t })) },
     })),
     kgDegraded: a.kgDegraded,
     truncated: a.truncated,
