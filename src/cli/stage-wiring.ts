@@ -227,6 +227,10 @@ export class GraphKnowledge implements KnowledgeSource {
     return this.opening;
   }
 
+  isOpen(): boolean {
+    return this.service !== null;
+  }
+
   version(): string {
     return this.service?.current.version ?? '';
   }

@@ -10,6 +10,8 @@ export interface Readiness {
   ready: boolean;
   /** Named checks, e.g. { consumerJoined: true, modelLoaded: false }. */
   checks: Record<string, boolean>;
+  /** Why it is not ready, in words (never document content), when a check says more than its name. */
+  reasons?: string[];
 }
 
 export interface MetricsServerOptions {
@@ -41,7 +43,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}\n');
     } else if (url === '/readyz') {
       const r = options.readiness();
-      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify({ status: r.ready ? 'ready' : 'not ready', checks: r.checks })}\n`);
+      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify({ status: r.ready ? 'ready' : 'not ready', checks: r.checks, ...(r.reasons?.length ? { reasons: r.reasons } : {}) })}\n`);
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
     }

@@ -55,6 +55,7 @@ export class PromStageMetrics {
   private readonly swapChildren = new Map<string, client.Counter.Internal>();
   private readonly aborted: client.Counter;
   private readonly ready: client.Gauge;
+  private readinessSource: (() => { ready: boolean; checks: Record<string, boolean> }) | null = null;
   private servedKey: { version: string; engine: string } | null = null;
 
   constructor(options: PromStageMetricsOptions = {}) {
@@ -93,7 +94,28 @@ export class PromStageMetrics {
       this.swapChildren.set(o, swaps.labels({ outcome: o }));
     }
     this.aborted = new client.Counter({ name: `${p}transactions_aborted_total`, help: 'Output transactions aborted (their input is processed again)', registers: [registry] });
-    this.ready = new client.Gauge({ name: `${p}ready`, help: '1 when the consumer has joined its group and a model is loaded', registers: [registry] });
+    // rmbert_ready and rmbert_readiness_check are read at scrape time from the same function that
+    // answers /readyz (useReadiness), so the two can never disagree.
+    const ready: client.Gauge = new client.Gauge({
+      name: `${p}ready`,
+      help: '1 when the stage can do its work (the same answer as /readyz)',
+      registers: [registry],
+      collect: () => {
+        if (this.readinessSource) ready.set(this.readinessSource().ready ? 1 : 0);
+      },
+    });
+    this.ready = ready;
+    const checks: client.Gauge = new client.Gauge({
+      name: `${p}readiness_check`,
+      help: 'Each readiness check of /readyz: 1 passing, 0 failing (e.g. transactionsCommitting 0 when output transactions keep aborting)',
+      labelNames: ['check'],
+      registers: [registry],
+      collect: () => {
+        if (!this.readinessSource) return;
+        checks.reset();
+        for (const [check, ok] of Object.entries(this.readinessSource().checks)) checks.set({ check }, ok ? 1 : 0);
+      },
+    });
   }
 
   recordsIn(count: number): void {
@@ -143,8 +165,13 @@ export class PromStageMetrics {
   transactionAborted(): void {
     this.aborted.inc();
   }
+  /** Without a readiness source (useReadiness), rmbert_ready is what was last set here. */
   setReady(ready: boolean): void {
     this.ready.set(ready ? 1 : 0);
+  }
+  /** Makes rmbert_ready and rmbert_readiness_check read `source` at every scrape. */
+  useReadiness(source: () => { ready: boolean; checks: Record<string, boolean> }): void {
+    this.readinessSource = source;
   }
 
   async text(): Promise<string> {

@@ -46,7 +46,15 @@ export class KnowledgeGate {
     private readonly options: KnowledgeGateOptions,
   ) {
     this.lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
-    options.metrics.kgAvailable(true);
+    // A source that could not read the graph at start is down from the first moment (rmbert_kg_available
+    // 0), and reconnects in the background at once rather than after the first failed lookup.
+    this.up = source.isOpen?.() ?? true;
+    options.metrics.kgAvailable(this.up);
+    if (!this.up) {
+      this.recovering = this.recover().finally(() => {
+        this.recovering = null;
+      });
+    }
   }
 
   /** True while the store is believed to answer. */

@@ -37,6 +37,8 @@ export interface KnowledgeSource {
   lookupCached(names: readonly string[]): CachedTriples;
   /** A cheap request that succeeds only when the store answers. */
   probe(): Promise<void>;
+  /** False while the source has not been able to read the graph yet (unreachable since start); absent means it has. */
+  isOpen?(): boolean;
 }
 
 // ---- Model ----

@@ -21,13 +21,13 @@ import { DEAD_LETTER_PREFIX_BYTES, fitAnnotations, fitDeadLetter, truncatedDeadL
 import { createKafka } from './kafka.ts';
 import { readProduceLimits, type ProduceLimits } from './limits.ts';
 import { startModelUpdateListener, type ModelUpdateListener } from './model-updates.ts';
-import { RecordsRejectedError, TransactionalPublisher } from './publisher.ts';
+import { kafkaErrorType, RecordsRejectedError, TransactionalPublisher } from './publisher.ts';
 import { deadLetter, toAnnotationsRecord, toDocument } from './records.ts';
 import { ensureTopics } from './topics.ts';
 
 export interface StageDeps {
   logger: Logger;
-  metrics?: StageMetrics & { setReady?(ready: boolean): void };
+  metrics?: ReadinessMetrics;
   modelLoader: ModelLoader;
   /** Finds the newest artifact in config.model.dir and is polled for new ones; without it, config.model.dir is loaded as one artifact. */
   modelCatalog?: ModelCatalog;
@@ -44,7 +44,18 @@ export interface StageDeps {
 export interface Readiness {
   ready: boolean;
   checks: Record<string, boolean>;
+  /** Why not ready, in words (no document content), for checks whose name does not say it all. */
+  reasons?: string[];
 }
+
+/** Stage metrics that can show readiness: read from the stage at every scrape (useReadiness), or pushed (setReady). */
+export type ReadinessMetrics = StageMetrics & { setReady?(ready: boolean): void; useReadiness?(source: () => Readiness): void };
+
+/**
+ * Output transactions aborted in a row after which the stage reports itself not ready: it keeps
+ * retrying, but it is not making progress (e.g. the brokers are unreachable).
+ */
+export const NOT_READY_AFTER_ABORTS = 5;
 
 export interface StageCounters {
   recordsIn: number;
@@ -118,7 +129,7 @@ class Stage implements StageHandle {
   readonly finished: Promise<void>;
   private resolveFinished!: () => void;
   private rejectFinished!: (e: unknown) => void;
-  private readonly metrics: StageMetrics & { setReady?(ready: boolean): void };
+  private readonly metrics: ReadinessMetrics;
   private readonly log: Logger;
   private readonly processor: BatchProcessor;
   private readonly now: () => number;
@@ -129,6 +140,9 @@ class Stage implements StageHandle {
   private limits!: ProduceLimits;
   private joined = false;
   private stopping: Promise<{ clean: boolean }> | null = null;
+  /** Output transactions aborted since the last commit, and the last one's error (class or Kafka error type). */
+  private abortStreak = 0;
+  private lastAbort = '';
   /** Aborted only when a stop overruns its deadline: cuts retry loops short. */
   private readonly hardStop = new AbortController();
   private get heartbeatIntervalMs(): number {
@@ -159,6 +173,8 @@ class Stage implements StageHandle {
     });
     // A fatal consumer failure is reported through `finished`; nobody may be listening yet.
     this.finished.catch(() => undefined);
+    // One source of readiness: /readyz and rmbert_ready both ask readiness().
+    this.metrics.useReadiness?.(() => this.readiness());
   }
 
   readiness(): Readiness {
@@ -166,9 +182,13 @@ class Stage implements StageHandle {
       consumerJoined: this.joined,
       modelLoaded: this.models.loaded,
       modelUpdatesListening: this.updates?.listening ?? false,
+      transactionsCommitting: this.abortStreak < NOT_READY_AFTER_ABORTS,
       notStopping: this.stopping === null,
     };
-    return { ready: Object.values(checks).every(Boolean), checks };
+    const ready = Object.values(checks).every(Boolean);
+    const reasons: string[] = [];
+    if (!checks.transactionsCommitting) reasons.push(`output transactions aborted ${this.abortStreak} times in a row (last: ${this.lastAbort}); retrying`);
+    return reasons.length > 0 ? { ready, checks, reasons } : { ready, checks };
   }
 
   counters(): StageCounters {
@@ -439,9 +459,13 @@ class Stage implements StageHandle {
           if (outcome === 'already-committed') {
             this.log.info('the previous attempt had committed; not publishing again', { partition, nextOffset: nextOffset.toString() });
           }
+          this.abortStreak = 0;
         } catch (error) {
           this.stats.transactionsAborted++;
           this.metrics.transactionAborted();
+          this.abortStreak++;
+          this.lastAbort = kafkaErrorType(error) ?? ((error as { cause?: { name?: string } }).cause?.name ?? (error instanceof Error ? error.name : 'Error'));
+          this.updateReady();
           throw error;
         }
       }, this.retryOptions('output transaction'));
@@ -478,7 +502,9 @@ class Stage implements StageHandle {
   }
 
   stop(deadlineMs = this.config.shutdownDeadlineMs): Promise<{ clean: boolean }> {
-    this.stopping ??= this.doStop(deadlineMs);
+    // doStop starts a microtask later, so that `stopping` is set when it runs and readiness (and
+    // rmbert_ready) already says "stopping" inside it.
+    this.stopping ??= Promise.resolve().then(() => this.doStop(deadlineMs));
     return this.stopping;
   }
 
