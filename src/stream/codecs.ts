@@ -130,6 +130,13 @@ function strictStringSchema(schema: unknown, at: string): unknown {
   }
 }
 
+function hasReplacementChar(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\ufffd');
+  if (Array.isArray(value)) return value.some(hasReplacementChar);
+  if (isObject(value) && !Buffer.isBuffer(value)) return Object.values(value).some(hasReplacementChar);
+  return false;
+}
+
 function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
@@ -211,10 +218,11 @@ class SingleObjectCodec<T> implements AvroCodec<T> {
       // avsc's messages say what went wrong structurally (truncated buffer, trailing data, bad union index).
       throw new SchemaError(`${this.name}: undecodable body: ${(error as Error).message}`, { cause: error });
     }
-    // A second read of the (now known to be well-formed) body with the writer's strict type finds
-    // strings whose bytes were not UTF-8.
+    // A lenient read turns every invalid byte sequence into U+FFFD, so a record without U+FFFD in any
+    // string is valid UTF-8 as it stands. Otherwise a second read of the (now known to be well-formed)
+    // body with the writer's strict type tells invalid bytes from a U+FFFD the writer sent as text.
     const strict = this.strictWriters?.get(fp);
-    if (strict) {
+    if (strict && hasReplacementChar(value)) {
       try {
         strict.fromBuffer(bytes.subarray(HEADER_BYTES));
       } catch (error) {
