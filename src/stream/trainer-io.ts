@@ -12,7 +12,9 @@ import type { StageConfig } from '../config/index.ts';
 import { TransportError } from '../errors/index.ts';
 import { safeErrorMessage } from '../pipeline/logging.ts';
 import type { Logger } from '../pipeline/ports.ts';
-import { codecs, type FeedbackRecord, type ModelUpdateRecord } from './codecs.ts';
+import { codecs, type DeadLetterRecord, type FeedbackRecord, type ModelUpdateRecord } from './codecs.ts';
+import { chunkSends, fitDeadLetter, truncatedDeadLetter } from './fit.ts';
+import { readProduceLimits, type ProduceLimits } from './limits.ts';
 import { isFenced } from './publisher.ts';
 import { deadLetter } from './records.ts';
 
@@ -193,6 +195,8 @@ export interface TrainerCommit {
 export class TrainerCommitter {
   private producer: Promise<Producer> | null = null;
   private admin: Admin | null = null;
+  /** The dead-letter topic's size limit, read before the first commit (src/stream/limits.ts). */
+  private limits: Promise<ProduceLimits> | null = null;
   private readonly log: Logger;
 
   constructor(
@@ -259,16 +263,22 @@ export class TrainerCommitter {
       }
       const failedAt = this.now();
       if (c.rejections.length > 0) {
-        await transaction.send({
-          topic: topics.deadLetter,
-          acks: -1,
-          messages: c.rejections.map((r) => ({
-            key: r.raw.key,
-            value: codecs().deadLetter.encode(
-              deadLetter({ topic: topics.feedback, partition: r.position.partition, offset: r.position.offset, key: r.raw.key, value: r.raw.value }, r.errorClass, r.message, r.stage, failedAt),
-            ),
-          })),
+        // Fitted to the topic's limit as the stage does (src/stream/fit.ts): a feedback record near the
+        // limit would otherwise make a dead letter over it and the round's commit fail forever.
+        this.limits ??= readProduceLimits(this.kafka, [topics.deadLetter], this.log);
+        const maxMessageBytes = (await this.limits).maxMessageBytes(topics.deadLetter);
+        const encode = (r: DeadLetterRecord) => codecs().deadLetter.encode(r);
+        const messages = c.rejections.map((r) => {
+          const record = deadLetter({ topic: topics.feedback, partition: r.position.partition, offset: r.position.offset, key: r.raw.key, value: r.raw.value }, r.errorClass, r.message, r.stage, failedAt);
+          let fitted;
+          try {
+            fitted = fitDeadLetter(record, r.raw.key, encode, maxMessageBytes);
+          } catch {
+            fitted = truncatedDeadLetter(record, r.raw.key, encode, 0, 0);
+          }
+          return { key: fitted.key, value: fitted.value };
         });
+        for (const group of chunkSends(messages, maxMessageBytes)) await transaction.send({ topic: topics.deadLetter, acks: -1, messages: group });
       }
       if (c.update) {
         await transaction.send({ topic: topics.modelUpdates, acks: -1, messages: [{ key: c.update.version, value: codecs().modelUpdate.encode(c.update) }] });

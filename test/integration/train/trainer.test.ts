@@ -344,3 +344,49 @@ test('trainer I/O: transactional feedback is read to its end (aborted records an
   }
   assert.deepEqual(again, []);
 });
+
+test('trainer I/O: the dead letter of a feedback record just under 1 MiB keeps a prefix and the commit goes through (it would exceed the topic limit whole)', { timeout: 120_000 }, async () => {
+  const io = testNames('trainer-big');
+  await createTopics(kafka, io, 1);
+  const group = uniqueName('trainer-big');
+  const config = buildConfig({
+    env: {},
+    overrides: {
+      'kafka.brokers': KAFKA_BROKERS,
+      'kafka.retries': 2,
+      'topics.input': io.input,
+      'topics.output': io.output,
+      'topics.deadLetter': io.deadLetter,
+      'topics.feedback': io.feedback,
+      'topics.modelUpdates': io.modelUpdates,
+      groupId: group,
+      embedded: true,
+      'knowledge.kgFile': path.join(REPO_ROOT, 'data/kg/Medical.spo'),
+    },
+  });
+  // The raw record as the trainer read it: 1,048,000 bytes, under the broker's 1 MiB limit by itself.
+  const big = Buffer.alloc(1_048_000, 0x61);
+  const committer = new TrainerCommitter(kafka, config, capturingLogger([]));
+  try {
+    await committer.commit({
+      rejections: [{ position: { partition: 0, offset: '7' }, errorClass: 'SchemaError', message: 'not a Feedback record', stage: 'decode', raw: { key: Buffer.from('fb-big'), value: big } }],
+      update: null,
+      positions: new Map([[0, 8n]]),
+    });
+  } finally {
+    await committer.close();
+  }
+  assert.equal((await committed(group, io.feedback)).get(0), '8');
+  const dead = await Collector.start(kafka, io.deadLetter, decodeDeadLetter);
+  try {
+    const [letter] = await dead.waitFor(1, 30_000);
+    assert.equal(letter.key, 'fb-big');
+    assert.equal(letter.record.originalTruncated, true);
+    assert.equal(letter.record.originalLength, big.length);
+    assert.deepEqual(letter.record.original, big.subarray(0, letter.record.original.length));
+    assert.ok(letter.record.original.length > 0 && letter.record.original.length <= 64 * 1024);
+    assert.deepEqual([letter.record.sourceTopic, letter.record.sourceOffset], [io.feedback, 7]);
+  } finally {
+    await dead.close();
+  }
+});
