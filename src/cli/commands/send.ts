@@ -29,7 +29,8 @@ RMBERT_OUTPUT_TOPIC, ... or their flags; \`rmbert serve --help\` lists them), so
 started with its defaults on the local servers (scripts/infra.sh).
 
 options:
-  --timeout-s N      give up waiting for the entities after N seconds (default 60)
+  --timeout-s N      give up waiting after N seconds, for the stage's topics to exist and then for the
+                     entities (default 60)
   -h, --help         this text
   (and every option of rmbert serve)
 
@@ -68,6 +69,26 @@ async function readStdinDocuments(): Promise<Document[]> {
     if (line.trim()) docs.push(toDocument(line, `${run}-${n}`));
   }
   return docs;
+}
+
+/** The topics among `topics` that still do not exist after `timeoutMs`. */
+async function waitForTopics(client: StreamClient, topics: readonly string[], timeoutMs: number): Promise<string[]> {
+  const admin = client.kafka.admin();
+  await admin.connect();
+  try {
+    const until = Date.now() + timeoutMs;
+    let said = false;
+    for (;;) {
+      const existing = new Set(await admin.listTopics());
+      const absent = topics.filter((t) => !existing.has(t));
+      if (absent.length === 0 || Date.now() >= until) return absent;
+      if (!said) console.error(`rmbert send: waiting for ${absent.join(' and ')} (created by \`rmbert serve\` as it starts)...`);
+      said = true;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    await admin.disconnect();
+  }
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -111,13 +132,12 @@ export async function run(argv: string[]): Promise<number> {
   const client = new StreamClient(config, logger);
   try {
     await probeBrokers(config.kafka, logger);
-    // Without this, producing to a missing topic (brokers here do not create topics) retries for a long time.
-    const admin = client.kafka.admin();
-    await admin.connect();
-    const topics = new Set(await admin.listTopics().finally(() => admin.disconnect()));
-    const absent = [config.topics.input, config.topics.output].filter((t) => !topics.has(t));
+    // The stage creates its topics as it starts (brokers need not auto-create them): a stage started a
+    // moment ago gets the time it needs, and a missing one is named instead of kafkajs retrying a send.
+    const started = Date.now();
+    const absent = await waitForTopics(client, [config.topics.input, config.topics.output], timeoutMs);
     if (absent.length > 0) {
-      console.error(`rmbert send: topic ${absent.join(' and ')} does not exist yet: start \`rmbert serve\` with the same settings first (it creates its topics)`);
+      console.error(`rmbert send: topic ${absent.join(' and ')} does not exist after ${timeoutMs / 1000} s: start \`rmbert serve\` with the same settings (it creates its topics)`);
       return 1;
     }
     const wanted = new Set(docs.map((d) => d.id));
@@ -135,7 +155,6 @@ export async function run(argv: string[]): Promise<number> {
     });
     await client.produceDocuments(docs);
     console.error(`rmbert send: ${docs.length} document(s) sent to ${config.topics.input}; waiting for their entities on ${config.topics.output}...`);
-    const started = Date.now();
     while (!complete() && Date.now() - started < timeoutMs) await new Promise((r) => setTimeout(r, 100));
     for (const d of docs) for (const record of received.get(d.id) ?? []) console.log(JSON.stringify(record));
     const missing = docs.filter((d) => !received.has(d.id));
