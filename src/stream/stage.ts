@@ -39,6 +39,8 @@ export interface StageDeps {
   now?: () => number;
   /** For tests: the size limits to fit records to, instead of reading them from the cluster at start. */
   produceLimits?: ProduceLimits;
+  /** For tests: STALLED_AFTER_MS. */
+  stalledAfterMs?: number;
 }
 
 export interface Readiness {
@@ -56,6 +58,13 @@ export type ReadinessMetrics = StageMetrics & { setReady?(ready: boolean): void;
  * retrying, but it is not making progress (e.g. the brokers are unreachable).
  */
 export const NOT_READY_AFTER_ABORTS = 5;
+
+/**
+ * Time without a committed micro-batch, while fetched records wait, after which the stage reports
+ * itself stalled (not ready): well above what a heavy document costs (tens of seconds on 2 cores),
+ * so that it means a hang (a model or a graph call that never returns), not a slow batch.
+ */
+export const STALLED_AFTER_MS = 180_000;
 
 export interface StageCounters {
   recordsIn: number;
@@ -143,6 +152,9 @@ class Stage implements StageHandle {
   /** Output transactions aborted since the last commit, and the last one's error (class or Kafka error type). */
   private abortStreak = 0;
   private lastAbort = '';
+  /** While a fetched batch is being worked on: when it started, or the last commit in it (performance.now()), and its partition. */
+  private workingSince: number | null = null;
+  private workingPartition = -1;
   /** Aborted only when a stop overruns its deadline: cuts retry loops short. */
   private readonly hardStop = new AbortController();
   private get heartbeatIntervalMs(): number {
@@ -183,12 +195,22 @@ class Stage implements StageHandle {
       modelLoaded: this.models.loaded,
       modelUpdatesListening: this.updates?.listening ?? false,
       transactionsCommitting: this.abortStreak < NOT_READY_AFTER_ABORTS,
+      notStalled: this.stalledMs() === null,
       notStopping: this.stopping === null,
     };
     const ready = Object.values(checks).every(Boolean);
     const reasons: string[] = [];
     if (!checks.transactionsCommitting) reasons.push(`output transactions aborted ${this.abortStreak} times in a row (last: ${this.lastAbort}); retrying`);
+    const stalled = this.stalledMs();
+    if (stalled !== null) reasons.push(`no micro-batch committed for ${Math.round(stalled / 1000)} s while records of partition ${this.workingPartition} are in progress`);
     return reasons.length > 0 ? { ready, checks, reasons } : { ready, checks };
+  }
+
+  /** How long the work in progress has gone without a commit, when that is longer than the stall limit; else null. */
+  private stalledMs(): number | null {
+    if (this.workingSince === null) return null;
+    const idle = performance.now() - this.workingSince;
+    return idle > (this.deps.stalledAfterMs ?? STALLED_AFTER_MS) ? idle : null;
   }
 
   counters(): StageCounters {
@@ -283,6 +305,9 @@ class Stage implements StageHandle {
     // A long micro-batch must not cost the group membership: heartbeat while it is processed too
     // (kafkajs sends one only when the interval has passed; a rebalance is acted on after the micro-batch).
     const keepAlive = setInterval(() => void heartbeat().catch(() => undefined), this.heartbeatIntervalMs);
+    // partitionsConsumedConcurrently is 1: one batch at a time, so one clock for stalls.
+    this.workingSince = performance.now();
+    this.workingPartition = partition;
     try {
       for (const chunk of cutMicroBatches(batch.messages, this.config.batch.maxRecords, this.config.batch.maxBytes)) {
         if (!isRunning() || isStale()) break;
@@ -290,6 +315,7 @@ class Stage implements StageHandle {
         if (committing) await committing;
         const last = chunk.messages[chunk.messages.length - 1].offset;
         committing = this.commit(prepared).then(() => {
+          this.workingSince = performance.now();
           resolveOffset(last);
           this.metrics.consumerLag(topic, partition, Number(BigInt(batch.highWatermark) - BigInt(last) - 1n));
         });
@@ -298,7 +324,11 @@ class Stage implements StageHandle {
     } finally {
       clearInterval(keepAlive);
       // The last commit finishes before the batch is handed back (also when stopping).
-      if (committing) await committing;
+      try {
+        if (committing) await committing;
+      } finally {
+        this.workingSince = null;
+      }
     }
   }
 

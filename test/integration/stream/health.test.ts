@@ -2,7 +2,8 @@
  * Issue 15, item 4: health that tells the truth, with the real Kafka and Neo4j. /readyz and
  * rmbert_ready come from one function (Stage.readiness); a stage whose output transactions keep
  * aborting turns not ready and says why (in /readyz's body and rmbert_readiness_check), and ready
- * again once they commit; rmbert_kg_available is 0 from the start when the graph could not be reached.
+ * again once they commit; so does a stage whose work in progress has not committed for too long (a hung
+ * model); rmbert_kg_available is 0 from the start when the graph could not be reached.
  */
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import { test } from 'node:test';
 import { createModelLoader, modelDirectoryCatalog, openKnowledge } from '../../../src/cli/stage-wiring.ts';
 import { PromStageMetrics, startMetricsServer } from '../../../src/metrics/index.ts';
 import { SILENT_LOGGER } from '../../../src/pipeline/logging.ts';
+import { delegatingModel, type ModelLoader } from '../../../src/pipeline/ports.ts';
 import { NOT_READY_AFTER_ABORTS, startStage, type StageHandle } from '../../../src/stream/stage.ts';
 import { writeRandomArtifact } from './artifact.ts';
 import { Collector, TestProducer, createTopics, decodeAnnotations, sampleDocuments, stageConfig, tempDir, testKafka, testNames } from './harness.ts';
@@ -144,6 +146,59 @@ test('rmbert_kg_available is 0 from the start when the graph could not be reache
   } finally {
     await stage?.stop(5000);
     await knowledge.close();
+    await tmp.remove();
+  }
+});
+
+test('a micro-batch that hangs (the model does not return) turns the stage not ready as stalled, and ready again when it moves', async () => {
+  const names = testNames('stage-stall');
+  const tmp = await tempDir('rmbert-stall');
+  const modelDir = path.join(tmp.dir, 'models');
+  await writeRandomArtifact(path.join(modelDir, 'v1'), { seed: 8 });
+  await writeFile(path.join(tmp.dir, 'kg.spo'), '支气管肺炎\t类别\t疾病\n');
+  const config = stageConfig(names, modelDir, { embedded: true, 'knowledge.kgFile': path.join(tmp.dir, 'kg.spo') });
+  await createTopics(testKafka(), names);
+  // The real model, whose classify waits while `hold` is set: a hang the stage cannot see from inside.
+  let hold = true;
+  const inner = createModelLoader({ engine: 'onnx', logger: SILENT_LOGGER });
+  const holding: ModelLoader = {
+    async load(request) {
+      const model = await inner.load(request);
+      return delegatingModel(model, {
+        classify: async (sentences) => {
+          while (hold) await new Promise((r) => setTimeout(r, 50));
+          return model.classify(sentences);
+        },
+      });
+    },
+  };
+  const outputs = await Collector.start(testKafka(), names.output, decodeAnnotations);
+  const producer = await TestProducer.connect(testKafka());
+  let stage: StageHandle | null = null;
+  try {
+    stage = await startStage(config, {
+      logger: SILENT_LOGGER,
+      knowledge: await openKnowledge(config, SILENT_LOGGER),
+      modelLoader: holding,
+      modelCatalog: modelDirectoryCatalog(modelDir),
+      stalledAfterMs: 1500,
+    });
+    await waitUntil('ready', () => stage!.readiness().ready);
+    const docs = (await sampleDocuments()).slice(0, 4).map((d, i) => ({ ...d, id: `stall-${i}` }));
+    await producer.documents(names.input, docs);
+    await waitUntil('stalled', () => stage!.readiness().checks.notStalled === false, 30_000);
+    const r = stage.readiness();
+    assert.equal(r.ready, false);
+    assert.match(r.reasons?.join(' ') ?? '', /no micro-batch committed for \d+ s while records of partition \d are in progress/);
+    hold = false;
+    await outputs.waitFor(docs.length);
+    await waitUntil('ready again', () => stage!.readiness().ready);
+    assert.deepEqual(outputs.items.map((o) => o.record.documentId).sort(), docs.map((d) => d.id).sort());
+  } finally {
+    hold = false;
+    await stage?.stop(10_000);
+    await producer.close();
+    await outputs.close();
     await tmp.remove();
   }
 });
