@@ -26,8 +26,8 @@ import type { NerSentence } from './datasets.ts';
 import { buildInputs, createInjector, disposeInputs, evaluateModel, loadNerModel, prepareExamples } from './evaluate.ts';
 import type { InjectorSetup, KnowledgeSetup, PreparedSet } from './evaluate.ts';
 import { epochBatches, warmupLinear } from './finetune.ts';
-import { prf } from './metrics.ts';
-import type { Prf } from './metrics.ts';
+import { prf, spansFromBio } from './metrics.ts';
+import type { NerEvaluation, Prf } from './metrics.ts';
 import type { SetScores } from './promotion.ts';
 import { RecAdam } from './recadam.ts';
 import type { AnnealKind } from './recadam.ts';
@@ -54,6 +54,13 @@ export interface ContinualOptions {
   clipNorm?: number;
   /** Default 0.1. */
   dropout?: number;
+  /**
+   * RecAdam's schedule scaled to the round (overrides k and t0): t0 = t0Fraction x the round's
+   * planned steps, k = span / planned steps, so lambda rises from sigmoid(-span x t0Fraction) to
+   * sigmoid(span x (1 - t0Fraction)) whatever the round's length. A fixed t0 in steps keeps a short
+   * round at the champion and lets a long one forget it.
+   */
+  annealRound?: { t0Fraction: number; span: number };
 }
 
 export interface GoldSet {
@@ -73,7 +80,10 @@ export interface ContinualTrainerOptions {
 
 export interface RoundInput {
   championDir: string;
+  /** Feedback sentences (in a fixed order: the round is deterministic given its inputs). */
   train: readonly NerSentence[];
+  /** Sentences of the original training data mixed in so the model does not forget (not scored). */
+  replay?: readonly NerSentence[];
   holdout: readonly NerSentence[];
   options: ContinualOptions;
   signal?: AbortSignal;
@@ -95,7 +105,17 @@ export interface RoundResult {
   meanLoss: number;
   /** ||theta - theta*||_1 at the end: how far the challenger moved from the champion. */
   distanceL1: number;
+  /** ||theta*||_1 of the champion: distanceL1 / this is how far the round moved, relatively. */
+  championL1: number;
+  /** Replay sentences trained on beside the feedback. */
+  replaySentences: number;
+  /** RecAdam's k and t0 as used (after scaling to the round) and the planned steps. */
+  schedule: { k: number; t0: number; planned: number };
   gold: SetScores;
+  /** Gold-set strict F1 per entity type, champion and challenger. */
+  goldTypes: Record<string, { champion: Prf; challenger: Prf }>;
+  /** Per gold entity surface: mentions, and how many each model found exactly (span and type). */
+  goldSurfaces: SurfaceScore[];
   holdout: SetScores;
   /** The challenger's weights; null when the round was interrupted. */
   challenger: WeightMap | null;
@@ -105,6 +125,38 @@ export interface RoundResult {
 
 const EMPTY: Prf = prf(0, 0, 0);
 
+export interface SurfaceScore {
+  surface: string;
+  mentions: number;
+  champion: number;
+  challenger: number;
+}
+
+/** Per gold surface (the entity's text): mentions and exact matches, for the gate's per-surface check. */
+export function surfaceHits(sentences: readonly NerSentence[], predicted: readonly string[][]): Map<string, { mentions: number; found: number }> {
+  const out = new Map<string, { mentions: number; found: number }>();
+  sentences.forEach((s, i) => {
+    const found = new Set(spansFromBio(predicted[i]).map((e) => `${e.start}:${e.end}:${e.type}`));
+    for (const e of spansFromBio(s.labels)) {
+      const surface = s.chars.slice(e.start, e.end).join('');
+      const h = out.get(surface) ?? { mentions: 0, found: 0 };
+      h.mentions++;
+      if (found.has(`${e.start}:${e.end}:${e.type}`)) h.found++;
+      out.set(surface, h);
+    }
+  });
+  return out;
+}
+
+function weightsL1(weights: WeightMap): number {
+  let sum = 0;
+  for (const w of weights.values()) {
+    const data = w.data as ArrayLike<number>;
+    for (let i = 0; i < data.length; i++) sum += Math.abs(data[i]);
+  }
+  return sum;
+}
+
 /** Entity types of a BIO label list, in label order. */
 function typesOf(labels: readonly string[]): string[] {
   return labels.filter((l) => l.startsWith('B-')).map((l) => l.slice(2));
@@ -113,7 +165,7 @@ function typesOf(labels: readonly string[]): string[] {
 export class ContinualTrainer {
   private injectors = new Map<string, Promise<InjectorSetup>>();
   /** Champion scores on the gold set, by champion version and knowledge setup: the gold set is frozen. */
-  private goldScores = new Map<string, { prf: Prf; sentences: number }>();
+  private goldScores = new Map<string, { evaluation: NerEvaluation; predicted: string[][]; sentences: number }>();
   private goldSets = new Map<string, PreparedSet>();
   private readonly log: NonNullable<ContinualTrainerOptions['log']>;
 
@@ -172,17 +224,18 @@ export class ContinualTrainer {
         goldSet = await prepareExamples(this.o.gold.sentences, injector, labels);
         this.goldSets.set(setKey, goldSet);
       }
-      const trainSet = await prepareExamples(input.train, injector, labels);
+      const replay = input.replay ?? [];
+      const trainSet = await prepareExamples([...input.train, ...replay], injector, labels);
       const holdoutSet = await prepareExamples(input.holdout, injector, labels);
       if (trainSet.examples.length === 0) throw new ConfigError(['the round has no training examples']);
-      const score = async (set: PreparedSet): Promise<Prf> =>
-        set.sentences.length === 0 ? EMPTY : (await evaluateModel(model, labels, set, types, { padId: this.o.tokenizer.padId, crf: loaded.crf })).evaluation.strict;
+      const evaluate = (set: PreparedSet) => evaluateModel(model, labels, set, types, { padId: this.o.tokenizer.padId, crf: loaded.crf });
+      const score = async (set: PreparedSet): Promise<Prf> => (set.sentences.length === 0 ? EMPTY : (await evaluate(set)).evaluation.strict);
 
       // The champion, scored before any step (the model below becomes the challenger in place).
       const goldKey = `${championVersion}|${setKey}`;
       let championGold = this.goldScores.get(goldKey);
       if (!championGold) {
-        championGold = { prf: await score(goldSet), sentences: goldSet.sentences.length };
+        championGold = { ...(await evaluate(goldSet)), sentences: goldSet.sentences.length };
         this.goldScores.set(goldKey, championGold);
       }
       const championHoldout = await score(holdoutSet);
@@ -190,8 +243,14 @@ export class ContinualTrainer {
       const result = await this.train(model, trainSet, labels.length, o, input);
       optimizer = result.optimizer;
       const status = result.status;
-      const challengerGold = status === 'interrupted' ? EMPTY : await score(goldSet);
+      const challengerEval = status === 'interrupted' ? null : await evaluate(goldSet);
+      const challengerGold = challengerEval?.evaluation.strict ?? EMPTY;
       const challengerHoldout = status === 'interrupted' ? EMPTY : await score(holdoutSet);
+      const goldTypes: RoundResult['goldTypes'] = {};
+      for (const t of types) goldTypes[t] = { champion: championGold.evaluation.perType[t] ?? EMPTY, challenger: challengerEval?.evaluation.perType[t] ?? EMPTY };
+      const before = surfaceHits(goldSet.sentences, championGold.predicted);
+      const after = challengerEval ? surfaceHits(goldSet.sentences, challengerEval.predicted) : new Map<string, { found: number }>();
+      const goldSurfaces = [...before].map(([surface, h]) => ({ surface, mentions: h.mentions, champion: h.found, challenger: after.get(surface)?.found ?? 0 }));
       return {
         status,
         champion: { dir: artifact.dir, version: championVersion, config: artifact.config },
@@ -201,7 +260,12 @@ export class ContinualTrainer {
         trainSeconds: result.seconds,
         meanLoss: result.meanLoss,
         distanceL1: await optimizer.distanceL1(),
-        gold: { champion: championGold.prf, challenger: challengerGold, sentences: championGold.sentences },
+        championL1: weightsL1(artifact.weights),
+        replaySentences: replay.length,
+        schedule: result.schedule,
+        gold: { champion: championGold.evaluation.strict, challenger: challengerGold, sentences: championGold.sentences },
+        goldTypes,
+        goldSurfaces,
         holdout: { champion: championHoldout, challenger: challengerHoldout, sentences: holdoutSet.sentences.length },
         // A CRF output layer is not trained here (the step below is cross-entropy on the emissions): the
         // challenger keeps the champion's transition scores, so both decode the same way.
@@ -220,7 +284,7 @@ export class ContinualTrainer {
     numLabels: number,
     o: ContinualOptions,
     input: RoundInput,
-  ): Promise<{ optimizer: RecAdam; status: RoundStatus; examples: number; seconds: number; meanLoss: number }> {
+  ): Promise<{ optimizer: RecAdam; status: RoundStatus; examples: number; seconds: number; meanLoss: number; schedule: RoundResult['schedule'] }> {
     // tf.gather's own gradient runs UnsortedSegmentSum, which the pure-JS cpu backend computes one
     // vocabulary row at a time; the scatter-add gradient avoids it.
     if (tf.getBackend() === 'cpu') configureKernels({ customGradients: 'on' });
@@ -229,11 +293,13 @@ export class ContinualTrainer {
     const perEpoch = epochBatches(set, 0, o.seed, o.batchTokens, o.batchSize).length;
     const planned = Math.max(1, Math.min(o.maxSteps, perEpoch * o.epochs));
     const schedule = warmupLinear(o.learningRate, Math.round((o.warmup ?? 0.1) * planned), planned);
+    const k = o.annealRound ? o.annealRound.span / planned : o.k;
+    const t0 = o.annealRound ? o.annealRound.t0Fraction * planned : o.t0;
     // Every weight is anchored: theta* is the whole champion, its classification head included.
     const optimizer = new RecAdam(model.variables, {
       learningRate: schedule,
       gamma: o.gamma,
-      anneal: { kind: o.anneal, k: o.k, t0: o.t0 },
+      anneal: { kind: o.anneal, k, t0 },
       weightDecay: o.weightDecay ?? 0.01,
       isPretrained: () => true,
     });
@@ -328,7 +394,7 @@ export class ContinualTrainer {
     } finally {
       bar?.stop();
     }
-    return { optimizer, status, examples, seconds: (performance.now() - started) / 1000, meanLoss: lossCount ? lossSum / lossCount : NaN };
+    return { optimizer, status, examples, seconds: (performance.now() - started) / 1000, meanLoss: lossCount ? lossSum / lossCount : NaN, schedule: { k, t0, planned } };
   }
 
   /**

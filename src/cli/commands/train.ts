@@ -23,6 +23,10 @@ import { ContinualTrainer } from '../../train/continual.ts';
 import { readKbertTsv } from '../../train/datasets.ts';
 import { TrainerSidecar, type RoundReport } from '../../train/sidecar.ts';
 import { manifestSha256, modelDirectoryCatalog } from '../stage-wiring.ts';
+import { run as runFeedbackCommand } from './train-feedback.ts';
+import { PromTrainerMetrics, startMetricsServer, type MetricsServer } from '../../metrics/index.ts';
+import { FeedbackStore } from '../../train/feedback-store.ts';
+import { LabelChecker } from '../../train/label-check.ts';
 
 export const summary = 'run the trainer sidecar: learn from clinician feedback with RecAdam, promote only a model at least as good';
 
@@ -30,47 +34,57 @@ export const summary = 'run the trainer sidecar: learn from clinician feedback w
 const STAGE_DEFAULT_GROUP = 'rmbert-stage';
 
 const HELP = `usage: rmbert train [--once] [options]
+       rmbert train feedback list|export|prune|release ...   (the feedback store: rmbert train feedback --help)
 
-Reads Feedback records (Avro: a document's text and its complete, corrected gold entities) from the
-feedback topic in the trainer's own consumer group. Unusable records (undecodable, empty text, an
-entity span outside the text or not matching it, overlapping entities, an entity type the model does
-not know) are logged without their text and sent to the dead-letter topic. The latest correction of a
-document wins; documents whose id hashes into --holdout-percent are held out for evaluation.
+Reads Feedback records (Avro single-object encoding: a document's text and its complete, corrected
+gold entities; see "Feedback wire format" in the README) from the feedback topic in the trainer's own
+consumer group. Unusable records (undecodable, empty text, an entity span outside the text or not
+matching it, overlapping entities, an entity type the model does not know) are logged without their
+text and sent to the feedback dead-letter topic (--feedback-dlq-topic).
 
-When --min-examples documents are buffered (or the oldest has waited --max-wait-minutes), one round:
-  1. fine-tune the model in service (the newest artifact in the model directory) on the buffered
-     feedback with RecAdam, theta* = its weights (all of them, the classification head included),
-     for at most --epochs / --max-steps / --max-minutes;
+Usable feedback is written to the trainer's store on disk (--state-dir) before its offset is
+committed, and stays there until pruned: refused rounds, failed rounds and restarts lose nothing.
+The latest correction of a document wins. A document whose entity types contradict the knowledge
+graph's type or the training set's label of the same surface is quarantined for review, not trained
+on (--label-check). When a document is first stored, a stratified share (--holdout-percent of each
+corrected term's documents) is held out for good: scored in every round, never trained on.
+
+When --min-examples documents were stored since the last round (or the oldest has waited
+--max-wait-minutes), one round:
+  1. fine-tune the model in service (the newest artifact in the model directory) on every stored
+     training document plus a sample of the original training data (--replay-ratio, --replay-max)
+     with RecAdam, theta* = its weights (the classification head included), the annealing schedule
+     scaled to the round (--anneal-t0-fraction, --anneal-span), for at most --epochs / --max-steps /
+     --max-minutes; the same store and settings give the same challenger;
   2. score champion and challenger (strict micro F1) on the frozen gold set and on the holdout;
-  3. promote only if the challenger is at least as good on both (+ --gate-margin): write a versioned
-     artifact <model-dir>/<name>-<major>.<minor>.<patch+1> and publish a ModelUpdate (version, location,
-     manifest sha256, metrics) on the model-updates topic; otherwise log the figures and discard it.
-The dead letters, the ModelUpdate and the feedback offsets are committed in one Kafka transaction after
-the round: a crash or a stop before that loses nothing (the records are read again). Held-out
-documents of committed rounds are kept in memory (up to --holdout-max) and scored in later rounds;
-after a restart the holdout is rebuilt from the feedback read from then on.
+  3. promote only if every check passes: gold F1 within --gold-tolerance, holdout F1 >= champion +
+     --gate-margin, no gold entity type down more than --type-tolerance, no frequent gold surface
+     losing more than --surface-max-loss of its found mentions, the weights moved at most
+     --max-distance; then write a versioned artifact <model-dir>/<name>-<major>.<minor>.<patch+1> and
+     publish a ModelUpdate on the model-updates topic. A refusal logs the failed checks with figures.
 
-The graph for knowledge injection is read from --kg-file into memory (Neo4j is not used; --no-kg: only
-a model trained without knowledge can be continued). The model directory must be a directory of
-versioned artifacts (what \`rmbert serve\` serves the newest of), not an artifact itself. The consumer
-group (--group-id, RMBERT_GROUP_ID) must be the trainer's own; its default here is rmbert-trainer.
-Logs are JSON lines on stdout without document text. SIGTERM/SIGINT stop at the next training step
-without committing the round in progress, and exit 0.
+The graph for knowledge injection and the label check is read from --kg-file into memory (Neo4j is
+not used; --no-kg: only a model trained without knowledge can be continued). The model directory
+must be a directory of versioned artifacts (what \`rmbert serve\` serves the newest of), not an
+artifact itself. The consumer group (--group-id, RMBERT_GROUP_ID) must be the trainer's own; its
+default here is rmbert-trainer. /metrics, /healthz and /readyz are served on --metrics-port (default
+9465 for the trainer; 0 = any free port). Logs are JSON lines on stdout without document text.
+SIGTERM/SIGINT stop at the next training step without recording the round in progress, and exit 0.
 
 modes:
   --once
-      read the feedback topic up to its end, run one round if at least --min-examples documents are
-      there (otherwise commit nothing), then exit (tests, cron)
+      read the feedback topic up to its end, store it and commit, run one round if at least
+      --min-examples documents were stored since the last round, then exit (tests, cron)
   --progress
       a progress bar of the training steps on stderr
 
 trainer options:
 ${trainerConfigHelp()}
 
-stage options (shared with rmbert serve). The trainer uses the Kafka connection, the feedback,
-model-updates and dead-letter topics, --group-id, --create-topics, --model-dir, --kg-file, --no-kg,
---max-text-chars, --log-level and --instance-id; the others (Neo4j, --embedded, micro-batches, engine,
-metrics server, input and output topics) are validated but have no effect here:
+stage options (shared with rmbert serve). The trainer uses the Kafka connection, the feedback and
+model-updates topics, --group-id, --create-topics, --model-dir, --kg-file, --no-kg, --max-text-chars,
+--metrics-port, --log-level and --instance-id; the others (Neo4j, --embedded, micro-batches, engine,
+input, output and documents' dead-letter topics) are validated but have no effect here:
 ${configHelp()}
   -h, --help
       this text
@@ -87,7 +101,7 @@ export interface TrainerSetup {
 /** The stage configuration as the trainer reads it: its own group by default, the graph from the file. */
 export function loadTrainerSetup(values: Record<string, string | boolean | undefined>): TrainerSetup {
   const flags = flagValues(values);
-  const config = loadConfig(flags, { embedded: true }, { groupId: 'rmbert-trainer', 'kafka.clientId': 'rmbert-trainer' });
+  const config = loadConfig(flags, { embedded: true }, { groupId: 'rmbert-trainer', 'kafka.clientId': 'rmbert-trainer', 'metrics.port': '9465' });
   const problems: string[] = [];
   if (config.groupId === STAGE_DEFAULT_GROUP) {
     problems.push(`groupId: "${STAGE_DEFAULT_GROUP}" is the stage's consumer group; the trainer needs its own (RMBERT_GROUP_ID=rmbert-trainer)`);
@@ -115,6 +129,7 @@ function errorClass(error: unknown): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
+  if (argv[0] === 'feedback') return runFeedbackCommand(argv.slice(1));
   let values: Record<string, string | boolean | undefined>;
   try {
     const parsed = parseArgs({
@@ -182,6 +197,8 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   } finally {
     await built?.committer.close();
+    await built?.server?.close();
+    built?.store.unlock();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
   }
@@ -190,6 +207,8 @@ export async function run(argv: string[]): Promise<number> {
 interface Built {
   sidecar: TrainerSidecar<FeedbackRaw>;
   committer: TrainerCommitter;
+  server: MetricsServer | null;
+  store: FeedbackStore;
 }
 
 async function build(config: StageConfig, trainer: TrainerConfig, logger: Logger, progress: boolean): Promise<Built> {
@@ -204,44 +223,81 @@ async function build(config: StageConfig, trainer: TrainerConfig, logger: Logger
     gold: { name: path.basename(trainer.goldFile), sentences: gold.sentences },
     log: (msg, fields) => logger.warn(msg, fields),
   });
-  const kafka = createKafka(config.kafka, logger);
-  if (config.createTopics) await ensureTopics(kafka, config, logger);
-  const committer = new TrainerCommitter(kafka, config, logger);
-  const sidecar = new TrainerSidecar<FeedbackRaw>({
-    source: new FeedbackConsumer(kafka, config, logger),
-    committer,
-    champion: modelDirectoryCatalog(config.model.dir),
-    trainer: continual,
-    championTypes: (dir) => ContinualTrainer.artifactTypes(dir),
-    manifestSha256,
-    segment: (text) => segmentSentences('', text),
-    logger: logger.child({ component: 'trainer' }),
-    progress,
-    settings: {
-      minExamples: trainer.minExamples,
-      maxWaitMinutes: trainer.maxWaitMinutes,
-      maxBuffer: trainer.maxBuffer,
-      holdoutPercent: trainer.holdoutPercent,
-      holdoutMax: trainer.holdoutMax,
-      gateMargin: trainer.gateMargin,
-      maxTextChars: config.maxTextChars,
-      modelDir: path.resolve(config.model.dir),
-      commitRetries: config.kafka.retries,
-      commitBackoffMs: { initial: config.kafka.initialRetryMs, max: config.kafka.maxRetryMs },
-      round: {
-        learningRate: trainer.learningRate,
-        gamma: trainer.gamma,
-        anneal: trainer.anneal,
-        k: trainer.annealK,
-        t0: trainer.annealT0,
-        epochs: trainer.epochs,
-        maxSteps: trainer.maxSteps,
-        maxMinutes: trainer.maxMinutes,
-        batchTokens: trainer.batchTokens,
-        batchSize: trainer.batchSize,
-        seed: trainer.seed,
+  const replay = readKbertTsv(trainer.replayFile);
+  logger.info('replay sample loaded', { file: trainer.replayFile, sentences: replay.stats.sentences });
+  const kgFile = config.knowledge.enabled ? config.knowledge.kgFile : null;
+  const checker = trainer.labelCheck === 'on' ? LabelChecker.fromFiles(kgFile, trainer.lexiconFile) : null;
+  const store = FeedbackStore.open(trainer.stateDir, { holdoutPercent: trainer.holdoutPercent });
+  store.lock();
+  logger.info('feedback store opened', { file: store.file, ...store.counts() });
+  const metrics = new PromTrainerMetrics({ processMetrics: true });
+  let server: MetricsServer;
+  try {
+    server = await startMetricsServer({ registry: metrics.registry, port: config.metrics.port, host: config.metrics.host, readiness: () => metrics.readinessNow() });
+  } catch (error) {
+    store.unlock();
+    throw new ConfigError([`metrics.port: cannot listen on ${config.metrics.host}:${config.metrics.port} (${(error as Error).message}); the trainer serves /metrics on its own port (--metrics-port, default 9465)`]);
+  }
+  logger.info('metrics server listening', { url: server.url });
+  try {
+    // The trainer's dead letters are feedback records: they go to their own topic, not the documents' one.
+    const trainerView: StageConfig = { ...config, topics: { ...config.topics, deadLetter: trainer.feedbackDlqTopic } };
+    const kafka = createKafka(config.kafka, logger);
+    if (config.createTopics) await ensureTopics(kafka, trainerView, logger);
+    const committer = new TrainerCommitter(kafka, trainerView, logger);
+    const sidecar = new TrainerSidecar<FeedbackRaw>({
+      source: new FeedbackConsumer(kafka, trainerView, logger),
+      store,
+      ...(checker ? { labelCheck: (d) => checker.check(d) } : {}),
+      replay: replay.sentences,
+      metrics,
+      committer,
+      champion: modelDirectoryCatalog(config.model.dir),
+      trainer: continual,
+      championTypes: (dir) => ContinualTrainer.artifactTypes(dir),
+      manifestSha256,
+      segment: (text) => segmentSentences('', text),
+      logger: logger.child({ component: 'trainer' }),
+      progress,
+      settings: {
+        minExamples: trainer.minExamples,
+        maxWaitMinutes: trainer.maxWaitMinutes,
+        maxBuffer: trainer.maxBuffer,
+        gate: {
+          goldTolerance: trainer.goldTolerance,
+          holdoutMargin: trainer.gateMargin,
+          typeTolerance: trainer.typeTolerance,
+          typeMinEntities: trainer.typeMinEntities,
+          surfaceMaxLoss: trainer.surfaceMaxLoss,
+          surfaceMinMentions: trainer.surfaceMinMentions,
+          maxRelativeDistance: trainer.maxDistance,
+        },
+        replayRatio: trainer.replayRatio,
+        replayMax: trainer.replayMax,
+        maxTextChars: config.maxTextChars,
+        modelDir: path.resolve(config.model.dir),
+        commitRetries: config.kafka.retries,
+        commitBackoffMs: { initial: config.kafka.initialRetryMs, max: config.kafka.maxRetryMs },
+        round: {
+          learningRate: trainer.learningRate,
+          gamma: trainer.gamma,
+          anneal: trainer.anneal,
+          k: 0,
+          t0: 0,
+          annealRound: { t0Fraction: trainer.annealT0Fraction, span: trainer.annealSpan },
+          epochs: trainer.epochs,
+          maxSteps: trainer.maxSteps,
+          maxMinutes: trainer.maxMinutes,
+          batchTokens: trainer.batchTokens,
+          batchSize: trainer.batchSize,
+          seed: trainer.seed,
+        },
       },
-    },
-  });
-  return { sidecar, committer };
+    });
+    return { sidecar, committer, server, store };
+  } catch (error) {
+    await server.close();
+    store.unlock();
+    throw error;
+  }
 }

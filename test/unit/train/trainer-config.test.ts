@@ -3,16 +3,20 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { buildTrainerConfig, defaultGoldFile, SHIPPED_GOLD_FILE, TRAINER_SETTINGS, trainerConfigHelp, trainerFlagClashes } from '../../../src/config/trainer.ts';
+import { buildTrainerConfig, defaultGoldFile, SHIPPED_GOLD_FILE, SHIPPED_LEXICON_FILE, SHIPPED_REPLAY_FILE, TRAINER_SETTINGS, trainerConfigHelp, trainerFlagClashes } from '../../../src/config/trainer.ts';
 import { ConfigError } from '../../../src/errors/index.ts';
 import { loadTrainerSetup } from '../../../src/cli/commands/train.ts';
 import { readKbertTsv, MEDICAL_TYPES } from '../../../src/train/datasets.ts';
 
-test('defaults: a round per 50 documents, 10% held out, at least as good to promote, a gold set that exists', () => {
+test('defaults: a round per 20 new documents, 20% of each term held out, at least as good on the holdout, gold within half a point, shipped gold and replay files', () => {
   const c = buildTrainerConfig({ env: {} });
-  assert.equal(c.minExamples, 50);
-  assert.equal(c.holdoutPercent, 10);
+  assert.equal(c.minExamples, 20);
+  assert.equal(c.holdoutPercent, 20);
   assert.equal(c.gateMargin, 0);
+  assert.equal(c.goldTolerance, 0.005);
+  assert.equal(c.replayFile, SHIPPED_REPLAY_FILE);
+  assert.equal(c.lexiconFile, SHIPPED_LEXICON_FILE);
+  assert.equal(c.feedbackDlqTopic, 'emr.feedback.dlq');
   assert.equal(c.learningRate * c.gamma <= 1, true);
   // The shipped set whether or not ../shared/data is beside the checkout: the gate scores alike everywhere.
   assert.equal(c.goldFile, SHIPPED_GOLD_FILE);
@@ -67,7 +71,7 @@ test('a bad trainer configuration lists every problem', async () => {
     /trainer.anneal .*: "cosine" is not one of sigmoid, linear, constant/,
     /trainer.goldFile: \/nonexistent\/gold.tsv does not exist/,
     /trainer.gateMargin .*: 2 is outside -1..1/,
-    /learningRate x trainer.gamma = 50 > 1/,
+    /learningRate x trainer.gamma = 10 > 1/,
     /trainer.nope: unknown setting/,
   ]) {
     assert.match(text, expected);
@@ -91,7 +95,9 @@ test("rmbert train's setup: its own group by default, never the stage's; a model
     const setup = loadTrainerSetup({ 'model-dir': dir });
     assert.equal(setup.config.groupId, 'rmbert-trainer');
     assert.equal(setup.config.embedded, true);
-    assert.equal(setup.trainer.minExamples, 50);
+    assert.equal(setup.trainer.minExamples, 20);
+    // Its own metrics port, so it can run beside a stage on its default 9464.
+    assert.equal(setup.config.metrics.port, 9465);
     assert.throws(() => loadTrainerSetup({ 'model-dir': dir, 'group-id': 'rmbert-stage' }), /the stage's consumer group/);
     await writeFile(path.join(dir, 'manifest.json'), '{}');
     assert.throws(() => loadTrainerSetup({ 'model-dir': dir, 'min-examples': '0' }), (e: unknown) => {

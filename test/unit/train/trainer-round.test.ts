@@ -143,3 +143,23 @@ test('a gold set with a type the model does not know is a configuration error', 
   const t = new ContinualTrainer({ tokenizer, kgFile: null, gold: { name: 'odd', sentences: [odd] } });
   await assert.rejects(t.runRound({ championDir: champion.dir, train: feedback, holdout, options: OPTIONS }), /gold set odd has entity types the model in service does not know: Pain/);
 });
+
+test('deterministic: the same feedback, replay and settings give the same challenger; the schedule scales with the round', async () => {
+  const options: ContinualOptions = { ...OPTIONS, maxSteps: 100, epochs: 2, annealRound: { t0Fraction: 0.5, span: 10 } };
+  const replay = gold.slice(0, 3);
+  const a = await trainer().runRound({ championDir: champion.dir, train: feedback, replay, holdout, options });
+  const b = await trainer().runRound({ championDir: champion.dir, train: feedback, replay, holdout, options });
+  assert.equal(a.replaySentences, 3);
+  assert.equal(a.steps, b.steps);
+  assert.equal(a.schedule.planned, a.steps);
+  assert.equal(a.schedule.t0, a.steps / 2);
+  assert.equal(a.schedule.k, 10 / a.steps);
+  assert.ok(a.championL1 > 0 && a.distanceL1 > 0);
+  for (const [name, w] of a.challenger!) assert.equal(maxAbsDiff(w.data, b.challenger!.get(name)!.data), 0, name);
+  // Another seed gives another challenger (so the comparison above can fail).
+  const c = await trainer().runRound({ championDir: champion.dir, train: feedback, replay, holdout, options: { ...options, seed: 6 } });
+  let differs = false;
+  for (const [name, w] of a.challenger!) if (maxAbsDiff(w.data, c.challenger!.get(name)!.data) > 0) differs = true;
+  assert.ok(differs);
+  assert.ok(Object.keys(a.goldTypes).length === 5 && a.goldSurfaces.length > 0);
+});
