@@ -6,9 +6,10 @@
 import { existsSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { AssertionAnnotator, loadTriggerLexicon, mergeLexicons, type TriggerLexicon } from '../assertion/index.ts';
 import type { EngineChoice, StageConfig } from '../config/index.ts';
 import type { InjectedSentence, Sentence, Token, Triple } from '../domain/index.ts';
-import { ConfigError, KnowledgeUnavailableError, ModelError } from '../errors/index.ts';
+import { ConfigError, KnowledgeUnavailableError, ModelError, SchemaError } from '../errors/index.ts';
 import {
   InMemoryKnowledgeGraph,
   KnowledgeService,
@@ -26,7 +27,18 @@ import { BertTokenizer } from '../model/tokenizer.ts';
 import type { InferenceEngine, ModelArtifact } from '../model/types.ts';
 import { safeErrorMessage } from '../pipeline/logging.ts';
 import type { ModelCatalog, ModelCatalogEntry } from '../pipeline/model-swap.ts';
-import type { CachedTriples, InjectionResult, KnowledgeSource, Logger, ModelLoader, ModelRequest, ModelRuntime, NameMatch, StageMetrics } from '../pipeline/ports.ts';
+import type {
+  AssertionAssessor,
+  CachedTriples,
+  InjectionResult,
+  KnowledgeSource,
+  Logger,
+  ModelLoader,
+  ModelRequest,
+  ModelRuntime,
+  NameMatch,
+  StageMetrics,
+} from '../pipeline/ports.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Model artifacts
@@ -284,4 +296,30 @@ export async function openKnowledge(config: StageConfig, logger: Logger, metrics
   const knowledge = new GraphKnowledge(graph, { cacheSize: config.knowledge.cacheSize, metrics, logger, versionPollMs: config.knowledge.versionPollMs });
   await knowledge.open();
   return knowledge;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assertion
+
+/**
+ * The assertion step from the configuration: the shipped trigger lexicon plus the hospital's file, read
+ * once here at start; null when assertions are off. A lexicon file that does not parse is a
+ * configuration error (exit 2), found before the stage touches Kafka.
+ */
+export function createAssertionAssessor(config: StageConfig['assertion'], logger?: Logger): AssertionAssessor | null {
+  if (!config.enabled) return null;
+  const shipped = loadTriggerLexicon();
+  let extra: TriggerLexicon = { rules: [] };
+  if (config.lexiconFile !== null) {
+    try {
+      extra = loadTriggerLexicon(config.lexiconFile);
+    } catch (error) {
+      if (error instanceof SchemaError || (error as NodeJS.ErrnoException).code !== undefined) {
+        throw new ConfigError([`assertion.lexiconFile: ${safeErrorMessage(error)} (RMBERT_ASSERTION_LEXICON)`]);
+      }
+      throw error;
+    }
+  }
+  logger?.info('assertion lexicon loaded', { shippedRules: shipped.rules.length, extraRules: extra.rules.length, extraFile: config.lexiconFile });
+  return new AssertionAnnotator(mergeLexicons(shipped, extra));
 }

@@ -77,6 +77,12 @@ export interface StageConfig {
     /** How often the graph's version stamp is checked; a new version rebuilds the matcher without a restart. 0 = never. */
     versionPollMs: number;
   };
+  assertion: {
+    /** False: entities are not assessed (their assertion is null in the output record). */
+    enabled: boolean;
+    /** A hospital's trigger lexicon (same columns as data/assertion/triggers.tsv), used on top of the shipped one; null = none. */
+    lexiconFile: string | null;
+  };
   /** A micro-batch closes when it holds maxRecords records or maxBytes bytes, or after maxWaitMs, whichever first. */
   batch: { maxRecords: number; maxBytes: number; maxWaitMs: number };
   /** A document longer than this (UTF-16 code units) is dead-lettered; shorter long ones are windowed. */
@@ -153,6 +159,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'knowledge.kgFile', env: 'RMBERT_KG_FILE', flag: 'kg-file', kind: 'string', default: 'data/kg/Medical.spo', packagePath: true, doc: 'graph file (subject TAB relation TAB object) for embedded mode; the default is the one in the package' },
   { key: 'knowledge.graphName', env: 'RMBERT_KG_GRAPH', flag: 'kg-graph', kind: 'string', default: 'default', doc: 'name of the graph inside Neo4j (as loaded by rmbert kg load --graph)' },
   { key: 'knowledge.versionPollMs', env: 'RMBERT_KG_VERSION_POLL_MS', flag: 'kg-version-poll-ms', kind: 'int', default: '60000', min: 0, max: 86_400_000, doc: 'how often the graph version is checked (a reload is picked up without restart); 0 = never' },
+  { key: 'assertion.enabled', env: 'RMBERT_ASSERTION_ENABLED', flag: 'assertion', kind: 'bool', default: 'true', doc: 'assess each entity: negated, uncertain, historical, someone else\'s (--no-assertion: the assertion field stays null)' },
+  { key: 'assertion.lexiconFile', env: 'RMBERT_ASSERTION_LEXICON', flag: 'assertion-lexicon', kind: 'string', default: '', doc: 'extra trigger lexicon (TSV, the columns of data/assertion/triggers.tsv) used on top of the shipped one; empty = none' },
   { key: 'batch.maxRecords', env: 'RMBERT_BATCH_MAX_RECORDS', flag: 'batch-max-records', kind: 'int', default: '512', min: 1, max: 100_000, doc: 'records per micro-batch, at most' },
   { key: 'batch.maxBytes', env: 'RMBERT_BATCH_MAX_BYTES', flag: 'batch-max-bytes', kind: 'int', default: '262144', min: 1024, max: 256 * 1024 * 1024, doc: 'record bytes per micro-batch, at most' },
   { key: 'batch.maxWaitMs', env: 'RMBERT_BATCH_MAX_WAIT_MS', flag: 'batch-max-wait-ms', kind: 'int', default: '50', min: 0, max: 60_000, doc: 'longest wait for a micro-batch to fill' },
@@ -330,6 +338,11 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
   } else if (!existsSync(str('knowledge.kgFile'))) {
     problems.push(`knowledge.kgFile: ${str('knowledge.kgFile')} does not exist (embedded mode reads the graph from it)`);
   }
+  const lexiconFile = opt('assertion.lexiconFile');
+  if (lexiconFile !== null) {
+    if (!bool('assertion.enabled')) problems.push('assertion.lexiconFile: set, but assertion.enabled is false (RMBERT_ASSERTION_ENABLED)');
+    if (!existsSync(lexiconFile)) problems.push(`assertion.lexiconFile: file ${lexiconFile} does not exist (RMBERT_ASSERTION_LEXICON)`);
+  }
   if (str('model.dir') === '') problems.push('model.dir: must not be empty (RMBERT_MODEL_DIR)');
   if (int('kafka.sessionTimeoutMs') <= int('batch.maxWaitMs')) problems.push('kafka.sessionTimeoutMs: must be longer than batch.maxWaitMs');
 
@@ -370,6 +383,7 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
       graphName: str('knowledge.graphName'),
       versionPollMs: int('knowledge.versionPollMs'),
     },
+    assertion: { enabled: bool('assertion.enabled'), lexiconFile },
     batch: { maxRecords: int('batch.maxRecords'), maxBytes: int('batch.maxBytes'), maxWaitMs: int('batch.maxWaitMs') },
     maxTextChars: int('maxTextChars'),
     model: { dir: str('model.dir'), engine: str('model.engine') as EngineChoice, pollIntervalMs: int('model.pollIntervalMs') },

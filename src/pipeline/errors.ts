@@ -2,7 +2,7 @@
  * Why one document is rejected. Each class is a dead-letter `errorClass` and a metric label, so the
  * set is small and fixed; messages say what is wrong without quoting the text.
  */
-import { PoisonRecordError } from '../errors/index.ts';
+import { PoisonRecordError, RmBertError } from '../errors/index.ts';
 
 /** The record decoded but a required field is missing or malformed (e.g. an empty id). */
 export class InvalidDocumentError extends PoisonRecordError {}
@@ -24,6 +24,12 @@ export class DocumentProcessingError extends PoisonRecordError {}
  * instead, so the stream goes on.
  */
 export class OutputTooLargeError extends PoisonRecordError {}
+
+/**
+ * The assertion step misbehaved on a document (e.g. answered for the wrong number of entities). Not a
+ * dead-letter class: the document is published with its entities unassessed.
+ */
+export class AssertionStepError extends RmBertError {}
 
 /** Error classes a dead letter can carry; anything else is reported as "Other" in metrics. */
 export const DEAD_LETTER_CLASSES = [

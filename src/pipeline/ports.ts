@@ -3,7 +3,7 @@
  * tokenizer and an inference engine, prom-client, a log sink) are wired to them in src/cli/;
  * nothing in src/pipeline/ knows kafkajs, neo4j-driver, tfjs, onnxruntime, avsc or prom-client.
  */
-import type { DecodedSpan, InjectedSentence, ModelVersion, Sentence, Token, Triple } from '../domain/index.ts';
+import type { DecodedSpan, EntityAssertion, InjectedSentence, ModelVersion, Sentence, Span, Token, Triple } from '../domain/index.ts';
 
 // ---- Knowledge ----
 
@@ -101,6 +101,23 @@ export interface ModelRequest {
 export interface ModelLoader {
   /** Loads, verifies (manifest sha256) and warms a model; throws ModelError for a bad or tampered artifact. */
   load(request: ModelRequest): Promise<ModelRuntime>;
+}
+
+// ---- Assertion ----
+
+/** An entity to assess: offsets into the text given to `annotate`, and its type (BodyPart is a place, not a finding). */
+export interface AssertionTarget extends Span {
+  type: string;
+}
+
+/**
+ * What the text asserts about each entity (negated, uncertain, historical, someone else's). The lexicon
+ * behind it is read by the composition root at start, so the per-batch flow never touches files.
+ * src/assertion's AssertionAnnotator implements it.
+ */
+export interface AssertionAssessor {
+  /** One assertion per entity, same order; trigger offsets are into `text`. Pure: no I/O. */
+  annotate(text: string, entities: readonly AssertionTarget[]): EntityAssertion[];
 }
 
 // ---- Metrics ----

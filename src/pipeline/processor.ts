@@ -2,19 +2,20 @@
  * One micro-batch through the pipeline: validate, segment, match concept names, fetch their triples
  * (one lookup for the whole batch), build sentence trees, classify every sentence of every document
  * in one engine call (the engine buckets by length), decode spans and assemble entities on the
- * original text with their linked triples.
+ * original text with their linked triples and what the text asserts about them (negated, uncertain,
+ * historical, someone else's).
  *
  * A document that cannot be processed becomes a failed outcome (it goes to the dead-letter topic);
  * its neighbours carry on. When the engine throws on the batch, the batch is retried document by
  * document to find the poison one(s).
  */
-import type { Document, Entity, InjectedSentence, LinkedConcept, Sentence, Token, Triple } from '../domain/index.ts';
+import type { Document, Entity, EntityAssertion, InjectedSentence, LinkedConcept, Sentence, Token, Triple } from '../domain/index.ts';
 import { formatModelVersion } from '../domain/index.ts';
 import { KnowledgeUnavailableError, ModelError, PoisonRecordError } from '../errors/index.ts';
-import { DocumentProcessingError, InferenceError } from './errors.ts';
+import { AssertionStepError, DocumentProcessingError, InferenceError } from './errors.ts';
 import type { KnowledgeGate } from './knowledge-gate.ts';
 import { safeErrorMessage } from './logging.ts';
-import type { Logger, ModelRuntime, NameMatch, StageMetrics, StageName } from './ports.ts';
+import type { AssertionAssessor, Logger, ModelRuntime, NameMatch, StageMetrics, StageName } from './ports.ts';
 import { segmentSentences } from './segment.ts';
 import { validateDocument, type DocumentLimits } from './validate.ts';
 
@@ -49,6 +50,8 @@ export interface ProcessorOptions {
   limits: DocumentLimits;
   metrics: StageMetrics;
   logger: Logger;
+  /** Null or absent: assertions are off and every entity's assertion stays unset (null in the record: not assessed). */
+  assertions?: AssertionAssessor | null;
 }
 
 interface DocWork {
@@ -187,6 +190,7 @@ export class BatchProcessor {
         }
         try {
           const entities = assembleEntities(w, model, triples);
+          if (this.options.assertions) this.assess(w, entities, this.options.assertions);
           outcomes[w.index] = {
             ok: true,
             annotation: {
@@ -222,6 +226,25 @@ export class BatchProcessor {
     }
     if (degraded > 0) metrics.kgDegraded(degraded);
     return { outcomes, modelVersion, engine: model.engine, timingsMs: rounded };
+  }
+
+  /**
+   * Sets each entity's assertion, sentence by sentence (the scopes never cross a sentence, and a long
+   * document would otherwise pay entities x triggers over the whole text). A failure here leaves the
+   * document's entities unassessed (null: not assessed, which is true) rather than dead-lettering
+   * entities the model found correctly.
+   */
+  private assess(w: DocWork, entities: Entity[], assessor: AssertionAssessor): void {
+    try {
+      const assessed = assessBySentence(w.sentences, entities, assessor);
+      for (let i = 0; i < entities.length; i++) if (assessed[i] !== undefined) entities[i].assertion = assessed[i];
+    } catch (error) {
+      this.options.logger.warn('assertion failed on a document; its entities are published unassessed', {
+        documentId: w.doc.id,
+        errorClass: error instanceof Error ? error.name : 'Error',
+        error: safeErrorMessage(error),
+      });
+    }
   }
 
   /** One engine call for the whole batch; on failure, one per document to isolate the poison ones. */
@@ -265,6 +288,29 @@ export class BatchProcessor {
       throw new ModelError(`the model failed on all ${failures} documents of the micro-batch`, { retriable: true, cause: lastError });
     }
   }
+}
+
+/**
+ * Assertions for `entities` (document offsets, sorted by start, as resolveOverlaps leaves them), with
+ * trigger offsets moved back into the document. An entity outside every sentence (none is: windows lie
+ * within sentences) gets undefined. All or nothing: a count mismatch from the assessor throws.
+ */
+export function assessBySentence(sentences: readonly Sentence[], entities: readonly Entity[], assessor: AssertionAssessor): (EntityAssertion | undefined)[] {
+  const out: (EntityAssertion | undefined)[] = new Array(entities.length).fill(undefined);
+  let k = 0;
+  for (const s of sentences) {
+    while (k < entities.length && entities[k].start < s.start) k++;
+    const from = k;
+    while (k < entities.length && entities[k].end <= s.end) k++;
+    if (k === from) continue;
+    const local = entities.slice(from, k).map((e) => ({ start: e.start - s.start, end: e.end - s.start, type: e.type }));
+    const assertions = assessor.annotate(s.text, local);
+    if (assertions.length !== local.length) throw new AssertionStepError(`the assertion step returned ${assertions.length} assertions for ${local.length} entities`);
+    assertions.forEach((a, i) => {
+      out[from + i] = { ...a, triggers: a.triggers.map((t) => ({ ...t, start: t.start + s.start, end: t.end + s.start })) };
+    });
+  }
+  return out;
 }
 
 function overlaps(aStart: number, aEnd: number, bStart: number, bEnd: number): boolean {

@@ -14,7 +14,7 @@ import { DocumentProcessingError, OutputTooLargeError, deadLetterClass } from '.
 import { KnowledgeGate } from '../pipeline/knowledge-gate.ts';
 import { safeErrorMessage } from '../pipeline/logging.ts';
 import { ModelDirectoryWatcher, ModelSwitcher, type ModelCatalog } from '../pipeline/model-swap.ts';
-import { NO_STAGE_METRICS, type KnowledgeSource, type Logger, type ModelLoader, type ModelRequest, type StageMetrics } from '../pipeline/ports.ts';
+import { NO_STAGE_METRICS, type AssertionAssessor, type KnowledgeSource, type Logger, type ModelLoader, type ModelRequest, type StageMetrics } from '../pipeline/ports.ts';
 import { BatchProcessor, type BatchResult } from '../pipeline/processor.ts';
 import { codecs, InvalidUtf8Error, type DeadLetterRecord } from './codecs.ts';
 import { DEAD_LETTER_PREFIX_BYTES, fitAnnotations, fitDeadLetter, truncatedDeadLetter } from './fit.ts';
@@ -33,6 +33,8 @@ export interface StageDeps {
   modelCatalog?: ModelCatalog;
   /** Null: serve without knowledge (outputs carry an empty kgVersion). */
   knowledge: KnowledgeSource | null;
+  /** Assesses each entity (src/cli's createAssertionAssessor); null or absent, or config.assertion.enabled false: every assertion is null. */
+  assertions?: AssertionAssessor | null;
   /** For tests: the Kafka client (otherwise built from config.kafka). */
   kafka?: Kafka;
   /** Wall clock in ms (record timestamps are compared with it). */
@@ -178,7 +180,13 @@ class Stage implements StageHandle {
           metrics: this.metrics,
         })
       : null;
-    this.processor = new BatchProcessor({ knowledge: this.knowledge, limits: { maxTextChars: config.maxTextChars }, metrics: this.metrics, logger: this.log });
+    this.processor = new BatchProcessor({
+      knowledge: this.knowledge,
+      limits: { maxTextChars: config.maxTextChars },
+      metrics: this.metrics,
+      logger: this.log,
+      assertions: config.assertion.enabled ? (deps.assertions ?? null) : null,
+    });
     this.finished = new Promise((resolve, reject) => {
       this.resolveFinished = resolve;
       this.rejectFinished = reject;

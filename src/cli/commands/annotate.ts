@@ -4,17 +4,18 @@
  * of entities per document to standard output, with the knowledge graph held in memory.
  */
 import { readFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import { flagValues, loadConfig } from '../../config/index.ts';
 import type { Document } from '../../domain/index.ts';
 import { ConfigError, RmBertError } from '../../errors/index.ts';
+import type { EntityAssertion } from '../../domain/index.ts';
+import { InvalidTextError } from '../../pipeline/errors.ts';
 import { KnowledgeGate } from '../../pipeline/knowledge-gate.ts';
 import { createJsonLogger, safeErrorMessage } from '../../pipeline/logging.ts';
 import { NO_STAGE_METRICS, type ModelRuntime } from '../../pipeline/ports.ts';
 import { BatchProcessor, type Outcome } from '../../pipeline/processor.ts';
-import { createModelLoader, modelDirectoryCatalog, openKnowledge, type GraphKnowledge } from '../stage-wiring.ts';
+import { createAssertionAssessor, createModelLoader, modelDirectoryCatalog, openKnowledge, type GraphKnowledge } from '../stage-wiring.ts';
 
 export const summary = 'annotate text files or stdin lines with the model and the in-memory graph (JSON lines out, no Kafka needed)';
 
@@ -22,9 +23,13 @@ const HELP = `usage: rmbert annotate [FILE...] [options]
 
 Finds medical entities in text and prints one JSON line per document on stdout:
   {"id", "modelVersion", "kgVersion", "engine", "entities": [{"start", "end", "text", "type", "score",
-   "linked": [{"relation", "object"}]}], "kgDegraded", "truncated", "windowed"}
+   "linked": [{"relation", "object"}], "assertion"}], "kgDegraded", "truncated", "windowed"}
 or {"id", "error": {"class", "message"}} for a document that cannot be annotated (empty, too long,
-invalid Unicode); the others are annotated anyway. Offsets are UTF-16 code units into the text.
+invalid Unicode, a line or file that is not valid UTF-8); the others are annotated anyway. Offsets are
+UTF-16 code units into the text. "assertion" is what the text says about the entity:
+  {"polarity": present|absent, "certainty": certain|possible, "temporality": current|historical,
+   "experiencer": patient|other, "triggers": [{"start", "end", "text", "property"}]}
+(否认高血压 gives absent, with the trigger 否认), or null with --no-assertion.
 
 Input: each FILE is one document (id = the file name); without FILE, each non-empty line of stdin is one
 document (id = "stdin:<line number>"). A line (or file) holding a JSON object with a "text" field (and
@@ -37,6 +42,9 @@ options:
   --kg-file FILE        knowledge graph, subject<TAB>relation<TAB>object lines
                         (default: RMBERT_KG_FILE, else the package's data/kg/Medical.spo)
   --no-kg               no knowledge graph (the model still runs; nothing is injected)
+  --assertion-lexicon F extra assertion trigger lexicon (TSV, the columns of data/assertion/triggers.tsv),
+                        on top of the shipped one (default: RMBERT_ASSERTION_LEXICON)
+  --no-assertion        do not assess entities ("assertion": null)
   --per-line            treat every line of the FILEs as a document, like stdin
   --batch-size N        documents per batch through the model (default 32); a batch also closes when
                         the input pauses for 0.2 s, and after every line typed at a terminal
@@ -53,6 +61,8 @@ const STDIN_IDLE_MS = 200;
 
 interface InputDoc {
   doc: Document;
+  /** The bytes were not valid UTF-8: answered with an error line, never annotated as replaced text. */
+  invalid?: InvalidTextError;
 }
 
 function toDocument(raw: string, fallbackId: string): Document {
@@ -100,25 +110,91 @@ export async function* withIdleMarks<T>(source: AsyncIterable<T>, idleMs: number
   }
 }
 
+/**
+ * Byte offset where the first ill-formed UTF-8 sequence starts (a sequence cut short counts from its
+ * lead byte), or -1 when the bytes are valid. Byte by byte only for input already known to be invalid.
+ */
+export function invalidUtf8Offset(bytes: Uint8Array): number {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    return -1;
+  } catch {
+    const decoder = new TextDecoder('utf-8', { fatal: true });
+    // Where the last complete character ended: the decoder outputs nothing while a sequence is open.
+    let boundary = 0;
+    for (let i = 0; i < bytes.length; i++) {
+      try {
+        if (decoder.decode(bytes.subarray(i, i + 1), { stream: true }).length > 0) boundary = i + 1;
+      } catch {
+        return boundary;
+      }
+    }
+    return boundary;
+  }
+}
+
+/**
+ * One document from its bytes. A lenient decode would turn invalid bytes into U+FFFD, which is valid
+ * text, and annotate a document nobody wrote; the bytes are checked instead and the document answered
+ * with an InvalidTextError line, like the stage's dead letter for the same input.
+ */
+function fromBytes(bytes: Uint8Array, id: string, where: string): InputDoc {
+  const bad = invalidUtf8Offset(bytes);
+  // ignoreBOM keeps a leading U+FEFF in the text, as the lenient read before did, so offsets still count it.
+  const text = bad < 0 ? new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes) : '';
+  const doc = toDocument(text, id);
+  if (bad < 0) return { doc };
+  return { doc, invalid: new InvalidTextError(`${where} is not valid UTF-8 (invalid byte at byte offset ${bad})`) };
+}
+
+const NEWLINE = 0x0a;
+const CR = 0x0d;
+
+/** The lines of a byte stream (LF or CRLF), as bytes, each as soon as its newline arrives. */
+async function* byteLines(chunks: AsyncIterable<Buffer> | Iterable<Buffer>): AsyncGenerator<Buffer> {
+  let rest: Buffer = Buffer.alloc(0);
+  for await (const chunk of chunks) {
+    let buf = rest.length > 0 ? Buffer.concat([rest, chunk]) : chunk;
+    let at = buf.indexOf(NEWLINE);
+    while (at >= 0) {
+      yield buf.subarray(0, at > 0 && buf[at - 1] === CR ? at - 1 : at);
+      buf = buf.subarray(at + 1);
+      at = buf.indexOf(NEWLINE);
+    }
+    rest = Buffer.from(buf);
+  }
+  if (rest.length > 0) yield rest[rest.length - 1] === CR ? rest.subarray(0, rest.length - 1) : rest;
+}
+
+/** Blank lines are skipped; the test needs no decoding (ASCII white space is the same bytes in any case). */
+const isBlankLine = (bytes: Uint8Array): boolean => bytes.every((b) => b === 0x20 || b === 0x09 || b === CR || b === 0x0b || b === 0x0c);
+
 async function* readInputs(files: string[], perLine: boolean): AsyncGenerator<InputDoc> {
   if (files.length === 0) {
-    const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
     let n = 0;
-    for await (const line of rl) {
+    for await (const line of byteLines(process.stdin)) {
       n++;
-      if (line.trim()) yield { doc: toDocument(line, `stdin:${n}`) };
+      if (!isBlankLine(line)) yield fromBytes(line, `stdin:${n}`, `stdin line ${n}`);
     }
     return;
   }
   for (const file of files) {
-    const content = await readFile(file, 'utf8');
+    const content = await readFile(file);
     if (!perLine) {
-      yield { doc: toDocument(content, file) };
+      yield fromBytes(content, file, `file ${file}`);
       continue;
     }
-    const lines = content.split(/\r?\n/);
-    for (let i = 0; i < lines.length; i++) if (lines[i].trim()) yield { doc: toDocument(lines[i], `${file}:${i + 1}`) };
+    let n = 0;
+    for await (const line of byteLines([content])) {
+      n++;
+      if (!isBlankLine(line)) yield fromBytes(line, `${file}:${n}`, `${file} line ${n}`);
+    }
   }
+}
+
+/** The JSON form of an entity's assertion: null when not assessed (assertions off). */
+function assertionJson(a: EntityAssertion | undefined): EntityAssertion | null {
+  return a === undefined ? null : a;
 }
 
 function render(outcome: Outcome, doc: Document): string {
@@ -129,7 +205,7 @@ function render(outcome: Outcome, doc: Document): string {
     modelVersion: a.modelVersion,
     kgVersion: a.kgVersion,
     engine: a.engine,
-    entities: a.entities.map((e) => ({ start: e.start, end: e.end, text: e.text, type: e.type, score: Math.round(e.score * 10_000) / 10_000, linked: e.linked })),
+    entities: a.entities.map((e) => ({ start: e.start, end: e.end, text: e.text, type: e.type, score: Math.round(e.score * 10_000) / 10_000, linked: e.linked, assertion: assertionJson(e.assertion) })),
     kgDegraded: a.kgDegraded,
     truncated: a.truncated,
     windowed: a.windowed,
@@ -152,6 +228,8 @@ export async function run(argv: string[]): Promise<number> {
         engine: { type: 'string' },
         'kg-file': { type: 'string' },
         'no-kg': { type: 'boolean', default: false },
+        'assertion-lexicon': { type: 'string' },
+        'no-assertion': { type: 'boolean', default: false },
         'per-line': { type: 'boolean', default: false },
         'batch-size': { type: 'string', default: '32' },
         'max-text-chars': { type: 'string' },
@@ -174,7 +252,15 @@ export async function run(argv: string[]): Promise<number> {
   try {
     // The stage's settings schema in embedded mode: RMBERT_MODEL_DIR, RMBERT_ENGINE and RMBERT_KG_FILE apply here too.
     config = loadConfig(
-      flagValues({ 'model-dir': values['model-dir'], engine: values.engine, 'kg-file': values['kg-file'], 'max-text-chars': values['max-text-chars'], 'no-kg': values['no-kg'] }),
+      flagValues({
+        'model-dir': values['model-dir'],
+        engine: values.engine,
+        'kg-file': values['kg-file'],
+        'max-text-chars': values['max-text-chars'],
+        'no-kg': values['no-kg'],
+        'assertion-lexicon': values['assertion-lexicon'],
+        'no-assertion': values['no-assertion'],
+      }),
       { embedded: true },
     );
   } catch (error) {
@@ -183,6 +269,13 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const logger = createJsonLogger({ level: 'warn', sink: (l) => process.stderr.write(`${l}\n`) });
+  let assertions;
+  try {
+    assertions = createAssertionAssessor(config.assertion, logger);
+  } catch (error) {
+    if (error instanceof ConfigError) return usageError(error.problems.join('; '));
+    throw error;
+  }
   const entry = await modelDirectoryCatalog(config.model.dir).latest();
   if (!entry) {
     console.error(`rmbert annotate: no model artifact in ${config.model.dir}; pass --model-dir (an artifact directory with manifest.json) or set RMBERT_MODEL_DIR`);
@@ -204,19 +297,23 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw error;
   }
-  const processor = new BatchProcessor({ knowledge: gate, limits: { maxTextChars: config.maxTextChars }, metrics: NO_STAGE_METRICS, logger });
+  const processor = new BatchProcessor({ knowledge: gate, limits: { maxTextChars: config.maxTextChars }, metrics: NO_STAGE_METRICS, logger, assertions });
   const showBar = !values['no-progress'] && positionals.length > 1 && process.stderr.isTTY;
   const bar = showBar ? new SingleBar({ stream: process.stderr, format: 'annotate [{bar}] {value}/{total} files | {duration}s', hideCursor: true }) : null;
   bar?.start(positionals.length, 0);
   let done = 0;
   let failed = 0;
   try {
-    let pending: Document[] = [];
+    let pending: InputDoc[] = [];
     const flush = async () => {
       if (pending.length === 0) return;
-      const result = await processor.process(pending, model);
-      const out = result.outcomes.map((o, i) => render(o, pending[i])).join('\n');
-      failed += result.outcomes.filter((o) => !o.ok).length;
+      const valid = pending.filter((p) => p.invalid === undefined).map((p) => p.doc);
+      const processed = valid.length > 0 ? (await processor.process(valid, model)).outcomes : [];
+      let k = 0;
+      // Input order is kept: undecodable documents answer in their place.
+      const outcomes = pending.map((p): Outcome => (p.invalid ? { ok: false, error: p.invalid, stage: 'validate' } : processed[k++]));
+      const out = outcomes.map((o, i) => render(o, pending[i].doc)).join('\n');
+      failed += outcomes.filter((o) => !o.ok).length;
       done += pending.length;
       process.stdout.write(`${out}\n`);
       if (!values['per-line']) bar?.update(done);
@@ -231,7 +328,7 @@ export async function run(argv: string[]): Promise<number> {
           await flush();
           continue;
         }
-        pending.push(item.doc);
+        pending.push(item);
         if (pending.length >= batchSize || interactive) await flush();
       }
     } catch (error) {

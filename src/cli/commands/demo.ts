@@ -82,12 +82,29 @@ async function ensureGraph(config: StageConfig, file: string): Promise<string> {
   }
 }
 
+/**
+ * A short marker of what the text asserts about an entity, e.g. [absent, historical: 否认 病史]; empty
+ * when nothing differs from present/certain/current/patient or when it was not assessed (null).
+ */
+export function assertionMarker(a: EntityAnnotationsRecord['entities'][number]['assertion']): string {
+  if (!a) return '';
+  const values = [
+    a.polarity === 'absent' ? 'absent' : '',
+    a.certainty === 'possible' ? 'possible' : '',
+    a.temporality === 'historical' ? 'historical' : '',
+    a.experiencer === 'other' ? 'other experiencer' : '',
+  ].filter(Boolean);
+  if (values.length === 0) return '';
+  const triggers = [...new Set(a.triggers.map((t) => t.text))];
+  return ` [${values.join(', ')}${triggers.length ? `: ${triggers.join(' ')}` : ''}]`;
+}
+
 function readable(doc: Document, a: EntityAnnotationsRecord): string {
   const lines = [`${doc.id}${doc.section ? ` [${doc.section}]` : ''}  ${doc.text}`];
   if (a.entities.length === 0) lines.push('    (no entities)');
   for (const e of a.entities) {
     const linked = e.linked.length ? `  KG: ${e.linked.map((l) => `${l.relation} ${l.object}`).join(', ')}` : '';
-    lines.push(`    ${String(e.start).padStart(3)}-${String(e.end).padEnd(3)} ${e.type.padEnd(9)} ${e.text}  (${e.score.toFixed(2)})${linked}`);
+    lines.push(`    ${String(e.start).padStart(3)}-${String(e.end).padEnd(3)} ${e.type.padEnd(9)} ${e.text}${assertionMarker(e.assertion)}  (${e.score.toFixed(2)})${linked}`);
   }
   const flags = [a.kgDegraded ? 'kgDegraded' : '', a.windowed ? 'windowed' : '', a.truncated ? 'knowledge truncated' : ''].filter(Boolean);
   if (flags.length) lines.push(`    flags: ${flags.join(', ')}`);

@@ -11,7 +11,7 @@ import type { Logger } from '../../pipeline/ports.ts';
 import { probeBrokers } from '../../stream/probe.ts';
 import { startStage, type StageHandle } from '../../stream/stage.ts';
 import { EXIT_DEADLINE, EXIT_FAILED, stageDeadlineMs, stopAndExit } from '../shutdown.ts';
-import { createModelLoader, modelDirectoryCatalog, openKnowledge, type GraphKnowledge } from '../stage-wiring.ts';
+import { createAssertionAssessor, createModelLoader, modelDirectoryCatalog, openKnowledge, type GraphKnowledge } from '../stage-wiring.ts';
 
 export const summary = 'run the streaming stage: EMR documents from Kafka, entities out exactly once, /metrics';
 
@@ -52,6 +52,8 @@ export interface ServeSession {
 
 /** Starts everything `serve` runs, in this process (also used by `rmbert demo`). */
 export async function startServe(config: StageConfig, logger: Logger): Promise<ServeSession> {
+  // Before any server is contacted: a lexicon that does not parse is a configuration error.
+  const assertions = createAssertionAssessor(config.assertion, logger);
   await probeBrokers(config.kafka, logger);
   const metrics = new PromStageMetrics();
   let stage: StageHandle | null = null;
@@ -71,6 +73,7 @@ export async function startServe(config: StageConfig, logger: Logger): Promise<S
       modelLoader: createModelLoader({ engine: config.model.engine, logger }),
       modelCatalog: modelDirectoryCatalog(config.model.dir),
       knowledge,
+      assertions,
     });
   } catch (error) {
     await knowledge?.close().catch(() => undefined);

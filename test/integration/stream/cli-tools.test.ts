@@ -3,13 +3,15 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { REPO_ROOT } from '../../helpers/paths.ts';
 import { writeRandomArtifact } from './artifact.ts';
 import { tempDir } from './harness.ts';
 
-function rmbert(args: string[], input?: string, env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+function rmbert(args: string[], input?: string | Buffer, env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/cli/main.ts'), ...args], {
       cwd: REPO_ROOT,
@@ -50,6 +52,53 @@ test('rmbert annotate: one JSON line per stdin line, spans on the text, bad line
   } finally {
     await tmp.remove();
   }
+});
+
+test('rmbert annotate: input that is not valid UTF-8 is answered with an InvalidTextError line, never annotated as U+FFFD text', async () => {
+  const tmp = await tempDir('rmbert-annotate-utf8');
+  try {
+    const models = path.join(tmp.dir, 'models');
+    await writeRandomArtifact(path.join(models, 'v1'), { seed: 22 });
+    const bad = Buffer.concat([Buffer.from('头'), Buffer.from([0xe7, 0x97]), Buffer.from('痛三天。')]);
+    // A literal U+FFFD is valid text and is annotated; the truncated sequence E7 97 is not.
+    const input = Buffer.concat([Buffer.from('患者咳嗽。\r\n'), bad, Buffer.from('\n含有\ufffd的文本。\n')]);
+    const stdin = await rmbert(['annotate', '--model-dir', models, '--engine', 'onnx'], input);
+    assert.equal(stdin.code, 0, stdin.err);
+    const records = stdin.out.trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(records.map((r) => [r.id, r.error?.class ?? null]), [
+      ['stdin:1', null],
+      ['stdin:2', 'InvalidTextError'],
+      ['stdin:3', null],
+    ]);
+    assert.equal(records[1].error.message, 'stdin line 2 is not valid UTF-8 (invalid byte at byte offset 3)');
+    assert.match(stdin.err, /3 documents, 1 could not be annotated/);
+
+    const file = path.join(tmp.dir, 'notes.txt');
+    await writeFile(file, Buffer.concat([Buffer.from('患者咳嗽。\n'), bad, Buffer.from('\n')]));
+    const perLine = await rmbert(['annotate', '--model-dir', models, '--engine', 'onnx', '--per-line', file]);
+    assert.equal(perLine.code, 0, perLine.err);
+    const lines = perLine.out.trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((r) => [r.id, r.error?.class ?? null]), [[`${file}:1`, null], [`${file}:2`, 'InvalidTextError']]);
+    const whole = await rmbert(['annotate', '--model-dir', models, '--engine', 'onnx', file]);
+    assert.equal(JSON.parse(whole.out.trim()).error.message, `file ${file} is not valid UTF-8 (invalid byte at byte offset 19)`);
+  } finally {
+    await tmp.remove();
+  }
+});
+
+const MEDICAL_MODEL = path.join(REPO_ROOT, 'models/medical');
+test('rmbert annotate: each entity carries its assertion (null with --no-assertion)', { skip: existsSync(MEDICAL_MODEL) ? false : 'no trained model in models/medical' }, async () => {
+  const on = await rmbert(['annotate', '--model-dir', MEDICAL_MODEL], '否认高血压、糖尿病病史。\n');
+  assert.equal(on.code, 0, on.err);
+  const record = JSON.parse(on.out.trim());
+  assert.deepEqual(record.entities.map((e: { text: string; assertion: { polarity: string; temporality: string } }) => [e.text, e.assertion.polarity, e.assertion.temporality]), [
+    ['高血压', 'absent', 'historical'],
+    ['糖尿病', 'absent', 'historical'],
+  ]);
+  assert.deepEqual(record.entities[0].assertion.triggers[0], { start: 0, end: 2, text: '否认', property: 'negation' });
+  const off = await rmbert(['annotate', '--model-dir', MEDICAL_MODEL, '--no-assertion'], '否认高血压、糖尿病病史。\n');
+  assert.equal(off.code, 0, off.err);
+  assert.deepEqual(JSON.parse(off.out.trim()).entities.map((e: { assertion: unknown }) => e.assertion), [null, null]);
 });
 
 test('rmbert demo: the samples through the stage on the local servers, entities printed, topics cleaned up', { timeout: 300_000 }, async () => {
