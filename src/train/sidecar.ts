@@ -300,7 +300,7 @@ export class TrainerSidecar<Raw> {
             this.deps.metrics?.feedback('quarantined');
             // The contradictions name surfaces (document text): the store keeps them, the log counts them.
             this.log.warn('feedback quarantined: its labels contradict the knowledge graph or the training set', { ...fields, contradictions: r.document.problems?.length ?? 0 });
-          } else this.log.debug('feedback stored', { ...fields, outcome: r.outcome });
+          } else this.log.debug('feedback document stored', { ...fields, outcome: r.outcome });
         } else {
           this.deps.metrics?.feedback(r.outcome);
           this.log.debug('feedback not stored', { ...fields, outcome: r.outcome });

@@ -21,7 +21,7 @@ import { ensureTopics } from '../../stream/topics.ts';
 import { FeedbackConsumer, TrainerCommitter, type FeedbackRaw } from '../../stream/trainer-io.ts';
 import { ContinualTrainer } from '../../train/continual.ts';
 import { readKbertTsv } from '../../train/datasets.ts';
-import { TrainerSidecar, type RoundReport } from '../../train/sidecar.ts';
+import { TrainerSidecar, type RoundReport, type SidecarSettings } from '../../train/sidecar.ts';
 import { manifestSha256, modelDirectoryCatalog } from '../stage-wiring.ts';
 import { run as runFeedbackCommand } from './train-feedback.ts';
 import { PromTrainerMetrics, startMetricsServer, type MetricsServer } from '../../metrics/index.ts';
@@ -204,6 +204,42 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
+/** The sidecar's settings from the trainer's configuration (also what benchmarks/learning-loop.ts runs). */
+export function sidecarSettings(trainer: TrainerConfig, maxTextChars: number, modelDir: string): SidecarSettings {
+  return {
+    minExamples: trainer.minExamples,
+    maxWaitMinutes: trainer.maxWaitMinutes,
+    maxBuffer: trainer.maxBuffer,
+    gate: {
+      goldTolerance: trainer.goldTolerance,
+      holdoutMargin: trainer.gateMargin,
+      typeTolerance: trainer.typeTolerance,
+      typeMinEntities: trainer.typeMinEntities,
+      surfaceMaxLoss: trainer.surfaceMaxLoss,
+      surfaceMinMentions: trainer.surfaceMinMentions,
+      maxRelativeDistance: trainer.maxDistance,
+    },
+    replayRatio: trainer.replayRatio,
+    replayMax: trainer.replayMax,
+    maxTextChars,
+    modelDir,
+    round: {
+      learningRate: trainer.learningRate,
+      gamma: trainer.gamma,
+      anneal: trainer.anneal,
+      k: 0,
+      t0: 0,
+      annealRound: { t0Fraction: trainer.annealT0Fraction, span: trainer.annealSpan },
+      epochs: trainer.epochs,
+      maxSteps: trainer.maxSteps,
+      maxMinutes: trainer.maxMinutes,
+      batchTokens: trainer.batchTokens,
+      batchSize: trainer.batchSize,
+      seed: trainer.seed,
+    },
+  };
+}
+
 interface Built {
   sidecar: TrainerSidecar<FeedbackRaw>;
   committer: TrainerCommitter;
@@ -260,38 +296,9 @@ async function build(config: StageConfig, trainer: TrainerConfig, logger: Logger
       logger: logger.child({ component: 'trainer' }),
       progress,
       settings: {
-        minExamples: trainer.minExamples,
-        maxWaitMinutes: trainer.maxWaitMinutes,
-        maxBuffer: trainer.maxBuffer,
-        gate: {
-          goldTolerance: trainer.goldTolerance,
-          holdoutMargin: trainer.gateMargin,
-          typeTolerance: trainer.typeTolerance,
-          typeMinEntities: trainer.typeMinEntities,
-          surfaceMaxLoss: trainer.surfaceMaxLoss,
-          surfaceMinMentions: trainer.surfaceMinMentions,
-          maxRelativeDistance: trainer.maxDistance,
-        },
-        replayRatio: trainer.replayRatio,
-        replayMax: trainer.replayMax,
-        maxTextChars: config.maxTextChars,
-        modelDir: path.resolve(config.model.dir),
+        ...sidecarSettings(trainer, config.maxTextChars, path.resolve(config.model.dir)),
         commitRetries: config.kafka.retries,
         commitBackoffMs: { initial: config.kafka.initialRetryMs, max: config.kafka.maxRetryMs },
-        round: {
-          learningRate: trainer.learningRate,
-          gamma: trainer.gamma,
-          anneal: trainer.anneal,
-          k: 0,
-          t0: 0,
-          annealRound: { t0Fraction: trainer.annealT0Fraction, span: trainer.annealSpan },
-          epochs: trainer.epochs,
-          maxSteps: trainer.maxSteps,
-          maxMinutes: trainer.maxMinutes,
-          batchTokens: trainer.batchTokens,
-          batchSize: trainer.batchSize,
-          seed: trainer.seed,
-        },
       },
     });
     return { sidecar, committer, server, store };

@@ -1,8 +1,8 @@
 /**
  * `rmbert train` as a process against the real Kafka, with a tiny random model in service:
- * Feedback records in; one `--once` round; a ModelUpdate (and a new artifact) iff the gate promotes;
- * unusable feedback dead-lettered; the feedback offsets committed; no document text in the logs;
- * SIGTERM in continuous mode exits 0.
+ * Feedback records in, stored on disk and committed; one `--once` round; a ModelUpdate (and a new
+ * artifact) iff the gate promotes; unusable feedback dead-lettered to the feedback dead-letter topic;
+ * no document text in the logs; SIGTERM in continuous mode exits 0 with the feedback stored.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -35,6 +35,7 @@ let tmp: { dir: string; remove(): Promise<void> };
 let modelDir: string;
 let goldFile: string;
 let feedback: FeedbackRecord[];
+let feedbackDlq: string;
 
 /** Feedback records from the medical train split: gold spans from the BIO tags, offsets in code units. */
 function feedbackFromCorpus(count: number): FeedbackRecord[] {
@@ -57,6 +58,11 @@ before(async () => {
   names = testNames('trainer');
   kafka = testKafka();
   await createTopics(kafka, names, 2);
+  feedbackDlq = `${names.feedback}.dlq`;
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ waitForLeaders: true, topics: [{ topic: feedbackDlq, numPartitions: 1, replicationFactor: 1 }] });
+  await admin.disconnect();
   tmp = await tempDir('rmbert-trainer');
   modelDir = path.join(tmp.dir, 'models');
   // The model in service: tiny, random, with knowledge injection on (the graph comes from data/kg).
@@ -117,6 +123,10 @@ function trainEnv(group: string): Record<string, string> {
     RMBERT_TRAINER_BATCH_SIZE: '4',
     RMBERT_TRAINER_LR: '1e-4',
     RMBERT_TRAINER_GAMMA: '100',
+    RMBERT_TRAINER_REPLAY_MAX: '4',
+    RMBERT_TRAINER_STATE_DIR: path.join(tmp.dir, `state-${group}`),
+    RMBERT_TRAINER_DLQ_TOPIC: feedbackDlq,
+    RMBERT_METRICS_PORT: '0',
     RMBERT_LOG_LEVEL: 'debug',
   };
 }
@@ -164,23 +174,23 @@ function assertNoText(out: string): void {
   }
 }
 
-test('--once with an impossible gate: the challenger is refused, no ModelUpdate, no artifact; dead letters and offsets committed', { timeout: 180_000 }, async () => {
+test('--once with an impossible gate: the challenger is refused, no ModelUpdate, no artifact; feedback dead letters to their own topic, offsets committed', { timeout: 180_000 }, async () => {
   const group = uniqueName('trainer-refuse');
-  const run = spawnTrain(['--once', '--gate-margin', '1'], trainEnv(group));
+  const run = spawnTrain(['--once', '--gold-tolerance=-1'], trainEnv(group));
   const code = await run.exited;
   assert.equal(code, 0, `exit ${code}\n${run.err()}\n${run.out().slice(-3000)}`);
   const events = run.events();
-  const read = events.find((e) => e.msg === 'feedback read')!;
+  const stored = events.find((e) => e.msg === 'feedback stored')!;
   // 8 documents (fb-1 twice: the later wins), 2 unusable records.
-  assert.equal(Number(read.training) + Number(read.heldOut), 8);
-  assert.equal(read.rejected, 2);
-  assert.equal(read.superseded, 1);
+  assert.equal(stored.documents, 8);
+  assert.equal(stored.rejected, 2);
+  assert.equal(stored.superseded, 1);
   const refused = events.find((e) => e.msg === 'challenger refused');
   assert.ok(refused, 'no "challenger refused" event');
-  const figures = refused.figures as { gold: { champion: number; challenger: number; sentences: number }; margin: number };
-  assert.equal(figures.margin, 1);
+  assert.deepEqual(refused.failed, ['gold']);
+  const figures = refused.figures as { gold: { champion: number; challenger: number; sentences: number } };
   assert.equal(figures.gold.sentences, 12);
-  assert.ok(figures.gold.challenger < figures.gold.champion + 1);
+  assert.match((refused.reasons as string[])[0], /^gold: challenger F1 \d+\.\d\d < champion \d+\.\d\d \+ 100\.00 \(12 sentences\)/);
   assert.equal(events.find((e) => e.msg === 'done')?.outcome, 'refused');
   assertNoText(run.out());
 
@@ -188,7 +198,7 @@ test('--once with an impossible gate: the challenger is refused, no ModelUpdate,
   assert.deepEqual([...(await endOffsets(names.modelUpdates)).values()], ['0'], 'a ModelUpdate was published');
   // Every feedback record is committed for the trainer's group.
   assert.deepEqual(await committed(group), await endOffsets(names.feedback));
-  const dead = await Collector.start(kafka, names.deadLetter, decodeDeadLetter);
+  const dead = await Collector.start(kafka, feedbackDlq, decodeDeadLetter);
   try {
     const items = await dead.waitFor(2, 30_000);
     assert.equal(items.length, 2);
@@ -206,7 +216,7 @@ test('--once with an impossible gate: the challenger is refused, no ModelUpdate,
 
 test('--once with a lenient gate: a versioned artifact is written and one ModelUpdate announces it', { timeout: 180_000 }, async () => {
   const group = uniqueName('trainer-promote');
-  const run = spawnTrain(['--once', '--gate-margin=-1'], trainEnv(group));
+  const run = spawnTrain(['--once', '--gate-margin=-1', '--gold-tolerance', '1', '--type-tolerance', '1', '--surface-max-loss', '1', '--max-distance', '0'], trainEnv(group));
   const code = await run.exited;
   assert.equal(code, 0, `exit ${code}\n${run.err()}\n${run.out().slice(-3000)}`);
   const events = run.events();
@@ -252,17 +262,31 @@ test('continuous mode: SIGTERM stops the trainer and exits 0; a bad configuratio
   const startedBy = Date.now() + 90_000;
   while (!run.events().some((e) => e.msg === 'trainer started') && Date.now() < startedBy) await new Promise((r) => setTimeout(r, 200));
   assert.ok(run.events().some((e) => e.msg === 'trainer started'), run.err());
-  // Wait until the records are read (so the stop has buffered, uncommitted feedback to leave behind).
+  // Wait until the records are stored and committed (no round: --min-examples 1000).
+  const ends = await endOffsets(names.feedback);
   const readBy = Date.now() + 60_000;
-  while (run.events().filter((e) => e.msg === 'feedback buffered' || e.msg === 'feedback rejected').length < 11 && Date.now() < readBy) await new Promise((r) => setTimeout(r, 200));
+  while (JSON.stringify([...(await committed(group))].sort()) !== JSON.stringify([...ends].sort()) && Date.now() < readBy) await new Promise((r) => setTimeout(r, 300));
+  // /metrics, /healthz and /readyz on the trainer's own port.
+  const listening = run.events().find((e) => e.msg === 'metrics server listening')!;
+  const url = String(listening.url);
+  assert.equal((await fetch(`${url}/healthz`)).status, 200);
+  const ready = await fetch(`${url}/readyz`);
+  assert.equal(ready.status, 200, await ready.clone().text());
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  assert.match(metrics, /rmbert_trainer_feedback_stored\{state="train"\} \d+/);
+  assert.match(metrics, /rmbert_trainer_feedback_records_total\{outcome="rejected"\} 2/);
+  assert.match(metrics, /rmbert_trainer_ready 1/);
   run.child.kill('SIGTERM');
   assert.equal(await run.exited, 0, run.err());
   const stopped = run.events().find((e) => e.msg === 'trainer stopped');
   assert.ok(stopped);
   assert.equal(stopped.read, 11);
+  assert.equal(stopped.stored, 8);
   assert.equal(stopped.rounds, 0);
-  // Nothing was used by a round, so nothing is committed: the next trainer reads it all again.
-  assert.deepEqual([...(await committed(group)).values()], ['-1', '-1']);
+  // Stored before committed: the offsets are committed without a round, and the store holds the 8 documents.
+  assert.deepEqual(await committed(group), ends);
+  const store = JSON.parse(await readFile(path.join(tmp.dir, `state-${group}`, 'feedback-store.json'), 'utf8')) as { documents: unknown[] };
+  assert.equal(store.documents.length, 8);
 
   const bad = spawnTrain([], { ...trainEnv('rmbert-stage'), RMBERT_TRAINER_HOLDOUT_PERCENT: '99' });
   assert.equal(await bad.exited, 2);
