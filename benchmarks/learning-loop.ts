@@ -185,6 +185,7 @@ if (phases.has('sweep')) {
       const evaluated = run.report.outcome === 'promoted' ? await evaluateRound(run, sets) : null;
       const entry = {
         overrides,
+        loss: 'CRF likelihood (transitions fixed)',
         outcome: run.report.outcome,
         failed: 'failed' in run.report ? run.report.failed : [],
         reasons: 'reasons' in run.report ? run.report.reasons : [],

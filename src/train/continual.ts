@@ -18,6 +18,7 @@ import { formatModelVersion } from '../domain/index.ts';
 import { ConfigError, ModelError } from '../errors/index.ts';
 import { CONFIG_FILE, parseArtifactConfig, writeArtifact } from '../model/artifact.ts';
 import { CRF_WEIGHT_NAMES } from '../model/decode.ts';
+import type { CrfScores } from '../model/decode.ts';
 import { configureKernels } from '../model/bert.ts';
 import type { BertModel } from '../model/bert.ts';
 import type { BertTokenizer } from '../model/tokenizer.ts';
@@ -240,7 +241,7 @@ export class ContinualTrainer {
       }
       const championHoldout = await score(holdoutSet);
 
-      const result = await this.train(model, trainSet, labels.length, o, input);
+      const result = await this.train(model, trainSet, labels, o, input, loaded.crf);
       optimizer = result.optimizer;
       const status = result.status;
       const challengerEval = status === 'interrupted' ? null : await evaluate(goldSet);
@@ -281,9 +282,10 @@ export class ContinualTrainer {
   private async train(
     model: BertModel,
     set: PreparedSet,
-    numLabels: number,
+    labels: readonly string[],
     o: ContinualOptions,
     input: RoundInput,
+    crf: CrfScores | null,
   ): Promise<{ optimizer: RecAdam; status: RoundStatus; examples: number; seconds: number; meanLoss: number; schedule: RoundResult['schedule'] }> {
     // tf.gather's own gradient runs UnsortedSegmentSum, which the pure-JS cpu backend computes one
     // vocabulary row at a time; the scatter-add gradient avoids it.
@@ -305,8 +307,9 @@ export class ContinualTrainer {
     });
     const clipNorm = o.clipNorm ?? 1;
     const variableList = [...model.variables.values()];
-    const L = numLabels;
+    const L = labels.length;
     const padId = this.o.tokenizer.padId;
+    const crfLayer = crf ? crfConstants(crf, labels) : null;
 
     const step = async (batch: number[]): Promise<number> => {
       const trees = batch.map((i) => set.examples[i].tree);
@@ -323,14 +326,24 @@ export class ContinualTrainer {
         }
       });
       const target = tf.tensor2d(onehot, [B * T, L]);
+      // A model with a CRF output layer decodes emissions + its transitions; it is trained here on the
+      // CRF's own likelihood (transitions fixed), as it was trained. Cross-entropy on the emissions alone
+      // moves them against the transitions and cost the gold set about a point even at a learning rate
+      // too small to learn anything (benchmarks/results/learning-loop-sweep.json).
+      const crfBatch = crfLayer ? crfBatchTensors(batch.map((i) => set.examples[i].labelIds), T, L) : null;
       const { value, grads } = tf.variableGrads(
         () =>
           tf.tidy(() => {
+            if (crfLayer && crfBatch) {
+              const logits3 = tf.reshape(model.tokenLogits(inputs, true), [B, T, L]) as tf.Tensor3D;
+              return tf.div(crfNegLogLikelihood(logits3, crfBatch, crfLayer), Math.max(1, count)) as tf.Scalar;
+            }
             const logits = tf.reshape(model.tokenLogits(inputs, true), [B * T, L]);
             return tf.div(tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), target))), Math.max(1, count)) as tf.Scalar;
           }),
         variableList,
       );
+      crfBatch?.dispose();
       disposeInputs(inputs);
       target.dispose();
       const named = new Map<string, tf.Tensor>();
@@ -393,6 +406,7 @@ export class ContinualTrainer {
       throw error;
     } finally {
       bar?.stop();
+      crfLayer?.dispose();
     }
     return { optimizer, status, examples, seconds: (performance.now() - started) / 1000, meanLoss: lossCount ? lossSum / lossCount : NaN, schedule: { k, t0, planned } };
   }
@@ -412,6 +426,115 @@ export class ContinualTrainer {
     };
     return writeArtifact(path.join(modelDir, name), config, result.challenger, { dtype: 'F32' });
   }
+}
+
+interface CrfConstants {
+  /** transitions[prev, next] with BIO-invalid moves at -1e4, as the decoder forbids them. */
+  transitions: tf.Tensor3D;
+  start: tf.Tensor2D;
+  end: tf.Tensor2D;
+  trans: Float64Array;
+  startArr: Float64Array;
+  endArr: Float64Array;
+  dispose(): void;
+}
+
+const FORBIDDEN = -1e4;
+
+export function crfConstants(crf: CrfScores, labels: readonly string[]): CrfConstants {
+  const L = labels.length;
+  const parsed = labels.map((l) => (l === 'O' ? { kind: 'O', type: '' } : { kind: l[0], type: l.slice(2) }));
+  const trans = new Float64Array(L * L);
+  const startArr = new Float64Array(L);
+  for (let next = 0; next < L; next++) {
+    const n = parsed[next];
+    startArr[next] = crf.start[next] + (n.kind === 'I' ? FORBIDDEN : 0);
+    for (let prev = 0; prev < L; prev++) {
+      const p = parsed[prev];
+      const ok = n.kind !== 'I' || (p.kind !== 'O' && p.type === n.type);
+      trans[prev * L + next] = crf.transitions[prev * L + next] + (ok ? 0 : FORBIDDEN);
+    }
+  }
+  const endArr = Float64Array.from(crf.end);
+  const transitions = tf.tensor3d(Float32Array.from(trans), [1, L, L]);
+  const start = tf.tensor2d(Float32Array.from(startArr), [1, L]);
+  const end = tf.tensor2d(Float32Array.from(endArr), [1, L]);
+  return { transitions, start, end, trans, startArr, endArr, dispose: () => tf.dispose([transitions, start, end]) };
+}
+
+interface CrfBatch {
+  /** [B, P, T]: picks each example's labelled positions out of its T token rows. */
+  select: tf.Tensor3D;
+  /** [B, P, L]: the gold tag at each labelled position (0 beyond the example's end). */
+  gold: tf.Tensor3D;
+  /** Per labelled step p >= 1, [B, 1]: 1 where the example has a position p. */
+  steps: tf.Tensor2D[];
+  /** Gold path's transition score per example (constant: transitions are not trained). */
+  goldTransitions: number;
+  labelIds: Int32Array[];
+  P: number;
+  dispose(): void;
+}
+
+export function crfBatchTensors(labelIds: readonly Int32Array[] | readonly number[][], T: number, L: number): CrfBatch {
+  const positions = labelIds.map((ids) => {
+    const out: number[] = [];
+    for (let h = 0; h < ids.length; h++) if (ids[h] >= 0) out.push(h);
+    return out;
+  });
+  const B = labelIds.length;
+  const P = Math.max(1, ...positions.map((p) => p.length));
+  const select = new Float32Array(B * P * T);
+  const gold = new Float32Array(B * P * L);
+  const stepMasks: Float32Array[] = Array.from({ length: P }, () => new Float32Array(B));
+  positions.forEach((pos, b) => {
+    pos.forEach((h, p) => {
+      select[(b * P + p) * T + h] = 1;
+      gold[(b * P + p) * L + labelIds[b][h]] = 1;
+      stepMasks[p][b] = 1;
+    });
+  });
+  const selectT = tf.tensor3d(select, [B, P, T]);
+  const goldT = tf.tensor3d(gold, [B, P, L]);
+  const steps = stepMasks.map((m) => tf.tensor2d(m, [B, 1]));
+  return {
+    select: selectT,
+    gold: goldT,
+    steps,
+    goldTransitions: 0,
+    labelIds: labelIds.map((x) => Int32Array.from(x)),
+    P,
+    dispose: () => tf.dispose([selectT, goldT, ...steps]),
+  };
+}
+
+/**
+ * Sum over the batch of the CRF negative log-likelihood: log Z (forward algorithm over each example's
+ * labelled positions) minus the gold path's score. Emissions are the raw logits; transitions fixed.
+ */
+export function crfNegLogLikelihood(logits: tf.Tensor3D, batch: CrfBatch, c: CrfConstants): tf.Scalar {
+  const emissions = tf.matMul(batch.select, logits); // [B, P, L]
+  const B = logits.shape[0];
+  const L = logits.shape[2];
+  const at = (p: number) => tf.reshape(tf.slice(emissions, [0, p, 0], [B, 1, L]), [B, L]);
+  let alpha = tf.add(at(0), c.start) as tf.Tensor2D;
+  for (let p = 1; p < batch.P; p++) {
+    const scores = tf.add(tf.reshape(alpha, [B, L, 1]), c.transitions); // [B, L(prev), L(next)]
+    const next = tf.add(tf.logSumExp(scores, 1), at(p));
+    const m = batch.steps[p];
+    alpha = tf.add(tf.mul(next, m), tf.mul(alpha, tf.sub(1, m))) as tf.Tensor2D;
+  }
+  const logZ = tf.logSumExp(tf.add(alpha, c.end), 1); // [B]
+  const goldEmissions = tf.sum(tf.mul(emissions, batch.gold));
+  let goldTransitions = 0;
+  for (const ids of batch.labelIds) {
+    const path: number[] = [];
+    for (const id of ids) if (id >= 0) path.push(id);
+    if (path.length === 0) continue;
+    goldTransitions += c.startArr[path[0]] + c.endArr[path[path.length - 1]];
+    for (let i = 1; i < path.length; i++) goldTransitions += c.trans[path[i - 1] * L + path[i]];
+  }
+  return tf.sub(tf.sub(tf.sum(logZ), goldEmissions), goldTransitions) as tf.Scalar;
 }
 
 /** `weights` plus the CRF layer of `source`, when it has one. */

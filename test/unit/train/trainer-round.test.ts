@@ -13,7 +13,7 @@ import { selectBackend } from '../../../src/model/backend.ts';
 import { BertModel } from '../../../src/model/bert.ts';
 import { BertTokenizer } from '../../../src/model/tokenizer.ts';
 import type { BertConfig, ModelArtifact } from '../../../src/model/types.ts';
-import { ContinualTrainer } from '../../../src/train/continual.ts';
+import { ContinualTrainer, crfBatchTensors, crfConstants, crfNegLogLikelihood } from '../../../src/train/continual.ts';
 import type { ContinualOptions } from '../../../src/train/continual.ts';
 import { bioLabels, MEDICAL_TYPES, readKbertTsv } from '../../../src/train/datasets.ts';
 import type { NerSentence } from '../../../src/train/datasets.ts';
@@ -162,4 +162,38 @@ test('deterministic: the same feedback, replay and settings give the same challe
   for (const [name, w] of a.challenger!) if (maxAbsDiff(w.data, c.challenger!.get(name)!.data) > 0) differs = true;
   assert.ok(differs);
   assert.ok(Object.keys(a.goldTypes).length === 5 && a.goldSurfaces.length > 0);
+});
+
+test('the CRF likelihood a round trains on equals brute force over every tag path (BIO-invalid paths excluded)', async () => {
+  const labels = ['O', 'B-X', 'I-X'];
+  const L = 3;
+  const rand = (i: number) => Math.sin(i * 12.9898) * 0.9;
+  const crf = { transitions: Float64Array.from({ length: 9 }, (_, i) => rand(i + 1)), start: Float64Array.from([0.3, -0.2, 0.5]), end: Float64Array.from([0.1, 0.4, -0.3]) };
+  // Two examples over T = 5 rows: labelled rows 1..3 (gold B I O) and rows 1..2 (gold O B).
+  const T = 5;
+  const ids = [Int32Array.from([-1, 1, 2, 0, -1]), Int32Array.from([-1, 0, 1, -1, -1])];
+  const logits = Float32Array.from({ length: 2 * T * L }, (_, i) => rand(100 + i) * 2);
+  const c = crfConstants(crf, labels);
+  const batch = crfBatchTensors(ids, T, L);
+  const tensor = (await import('@tensorflow/tfjs-core')).tensor3d(logits, [2, T, L]);
+  const nll = crfNegLogLikelihood(tensor, batch, c);
+  const got = (await nll.data())[0];
+  tensor.dispose();
+  nll.dispose();
+  batch.dispose();
+  c.dispose();
+  const valid = (path: number[]) => path.every((t, i) => t !== 2 || (i > 0 && path[i - 1] !== 0));
+  const score = (rows: number[], path: number[], b: number) =>
+    path.reduce((s, t, i) => s + logits[(b * T + rows[i]) * L + t] + (i === 0 ? crf.start[t] : crf.transitions[path[i - 1] * L + t]), 0) + crf.end[path[path.length - 1]];
+  let want = 0;
+  for (const [b, rows, gold] of [
+    [0, [1, 2, 3], [1, 2, 0]],
+    [1, [1, 2], [0, 1]],
+  ] as [number, number[], number[]][]) {
+    const paths: number[][] = [[]];
+    for (let i = 0; i < rows.length; i++) paths.splice(0, paths.length, ...paths.flatMap((p) => [0, 1, 2].map((t) => [...p, t])));
+    const logZ = Math.log(paths.filter(valid).reduce((s, p) => s + Math.exp(score(rows, p, b)), 0));
+    want += logZ - score(rows, gold, b);
+  }
+  assert.ok(Math.abs(got - want) < 1e-3, `${got} vs ${want}`);
 });
