@@ -11,6 +11,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { parse, parseAllDocuments } from 'yaml';
 import { buildConfig, SETTINGS } from '../../../src/config/index.ts';
+import { TRAINER_SETTINGS } from '../../../src/config/trainer.ts';
 import { PromStageMetrics } from '../../../src/metrics/index.ts';
 import { REPO_ROOT } from '../../helpers/paths.ts';
 
@@ -171,7 +172,7 @@ describe('deploy/docker-compose.yml', () => {
   });
 
   test('every RMBERT_ variable given to a service is a known setting', () => {
-    const known = new Set(SETTINGS.map((s) => s.env));
+    const known = new Set([...SETTINGS, ...TRAINER_SETTINGS].map((s) => s.env));
     for (const [name, service] of Object.entries(services)) {
       for (const key of Object.keys((service as Obj).environment ?? {})) {
         if (key.startsWith('RMBERT_')) assert.ok(known.has(key), `${name}: ${key} is not a setting (typo?)`);
@@ -259,7 +260,7 @@ describe('deploy/k8s', () => {
   const secret = k8s('Secret', 'rmbert-neo4j').stringData as Record<string, string>;
 
   test('every RMBERT_ variable in the ConfigMap, the Secret and the pods is a known setting', () => {
-    const known = new Set(SETTINGS.map((s) => s.env));
+    const known = new Set([...SETTINGS, ...TRAINER_SETTINGS].map((s) => s.env));
     const names = [
       ...Object.keys(config),
       ...Object.keys(secret),
