@@ -6,7 +6,9 @@ Head: softmax (the paper's) or a linear-chain CRF (--head crf), both decoded wit
 Optimiser: RecAdam (the paper's recall learning; --optimizer recadam) or AdamW. The learning rate warms up
 over --warmup-fraction of the planned steps, then decays linearly to 0 at --epochs. After each epoch the
 dev set is decoded and scored (strict micro F1 on characters: span and type must match); the best epoch's
-weights are kept, and training stops after --patience epochs without a better dev F1. The test split is
+weights are kept, and training stops after --patience epochs without a better dev F1. SIGTERM, SIGINT or
+--deadline-minutes stop it early but cleanly: the epoch in progress is cut and scored, the best epoch so far
+is written, and training.json's "stopped" says why (null for a run that ended by itself). The test split is
 never read here.
 
 Writes into --out: weights.safetensors (HF names; classifier.* and, with --head crf, crf.*), config.json
@@ -19,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -244,6 +247,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gamma", type=float, default=100.0, help="RecAdam quadratic-penalty coefficient (default 100; lr * gamma must stay well below 1)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--deadline-minutes", type=float, default=0,
+                   help="stop cleanly after this many minutes (0: no deadline); SIGTERM does the same; "
+                        "training.json records why in \"stopped\"")
     p.add_argument("--train-limit", type=int, default=0, help="use only the first N training examples (tests)")
     return p.parse_args(argv)
 
@@ -311,6 +317,18 @@ def main(argv=None) -> int:
     best_state = None
     step = 0
     started = time.monotonic()
+    # SIGTERM/SIGINT (or --deadline-minutes) end the run early but cleanly: the epoch in progress is cut,
+    # scored on dev like any other, and the best epoch so far is written with "stopped" saying why, so a
+    # run on a shared machine can be bounded without losing what it learnt.
+    stop = {"reason": None}
+
+    def request_stop(signum, _frame):
+        stop["reason"] = signal.Signals(signum).name
+        say(f"{stop['reason']}: stopping after this batch (the best epoch so far is kept)")
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    deadline = started + args.deadline_minutes * 60 if args.deadline_minutes > 0 else None
     for epoch in range(1, args.epochs + 1):
         epoch_start = time.monotonic()
         train = variants[(epoch - 1) % len(variants)]
@@ -320,6 +338,11 @@ def main(argv=None) -> int:
         losses, tokens = [], 0
         last_print = time.monotonic()
         for bi, idx in enumerate(batches):
+            if deadline is not None and stop["reason"] is None and time.monotonic() > deadline:
+                stop["reason"] = f"deadline of {args.deadline_minutes:g} minutes"
+                say(f"{stop['reason']} reached: stopping (the best epoch so far is kept)")
+            if stop["reason"] is not None:
+                break
             step += 1
             set_lr(step)
             batch = to_torch(train.batch(idx))
@@ -336,19 +359,24 @@ def main(argv=None) -> int:
                 last_print = time.monotonic()
         train_seconds = time.monotonic() - epoch_start
         scores = evaluate(tagger, dev)
-        entry = {"epoch": epoch, "loss": float(np.mean(losses)), "dev": scores, "seconds": round(time.monotonic() - epoch_start, 1),
-                 "trainTokensPerSecond": round(tokens / train_seconds), "load": round(os.getloadavg()[0], 2)}
+        entry = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "dev": scores, "seconds": round(time.monotonic() - epoch_start, 1),
+                 "trainTokensPerSecond": round(tokens / max(train_seconds, 1e-9)), "load": round(os.getloadavg()[0], 2)}
+        if stop["reason"] is not None:
+            entry["batches"] = f"{len(losses)}/{len(batches)}"
+
         if args.optimizer == "recadam":
             entry["distanceL1"] = optimizer.distance_l1()
         history.append(entry)
         improved = scores["strictF1"] > best["strictF1"]
-        say(f"epoch {epoch}: loss {entry['loss']:.4f}, dev strict F1 {scores['strictF1']:.2f} "
+        say(f"epoch {epoch}: loss {entry['loss'] or 0:.4f}, dev strict F1 {scores['strictF1']:.2f} "
             f"(P {scores['strictP']:.2f} R {scores['strictR']:.2f}){' best' if improved else ''}, {entry['seconds']} s")
         if improved:
             best = {**scores, "epoch": epoch}
             best_state = {k: v.detach().clone() for k, v in tagger.hf_state().items()}
         elif epoch - best["epoch"] >= args.patience:
             say(f"no better dev F1 for {args.patience} epochs: stopping")
+            break
+        if stop["reason"] is not None:
             break
     args.out.mkdir(parents=True, exist_ok=True)
     save_weights(best_state, args.out / "weights.safetensors")
@@ -367,6 +395,7 @@ def main(argv=None) -> int:
         "dev": {k: v for k, v in best.items() if k != "epoch"},
         "history": history,
         "trainMinutes": round((time.monotonic() - started) / 60, 2),
+        "stopped": stop["reason"],
         "threads": args.threads,
         "labels": labels,
     }

@@ -96,3 +96,19 @@ def test_import_checks_parity_and_refuses_a_mismatch(trained, tmp_path):
     refused = run(base + ["--labels", labels, "--out", str(tmp_path / "b"), "--parity", str(bad)])
     assert refused.returncode == 1 and "parity check failed" in refused.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_a_deadline_stops_cleanly_and_keeps_the_best_epoch(trained, tmp_path):
+    # A run bounded on a shared machine must still leave a usable model and say that it was cut short.
+    out = tmp_path / "cut"
+    backbone = trained.parent / "backbone"
+    assert finetune.main(["--features", str(trained.parent / "features"), "--backbone", str(backbone), "--out", str(out),
+                          "--head", "crf", "--optimizer", "adamw", "--epochs", "50", "--batch-size", "8",
+                          "--deadline-minutes", "0.0001"]) == 0
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["stopped"].startswith("deadline") and len(summary["history"]) == 1
+    done, planned = map(int, summary["history"][0]["batches"].split("/"))
+    assert done < planned
+    assert (out / "weights.safetensors").exists() and (out / "parity.json").exists()
+    # A run that ends by itself says so with null.
+    assert json.loads((trained / "training.json").read_text())["stopped"] is None
