@@ -143,3 +143,40 @@ test('replay samples are seeded, drawn without repeats and kept in file order', 
   assert.deepEqual(a, [...a].sort((x, y) => x - y));
   assert.equal(sampleReplay(pool, 80, 3).length, 50);
 });
+
+test('rmbert train feedback: list, export, release and prune the store; prune refuses while a trainer holds it', async () => {
+  const { run } = await import('../../../src/cli/commands/train-feedback.ts');
+  const dir = path.join(TMP, `s${++n}`);
+  const store = FeedbackStore.open(dir, { holdoutPercent: 0 });
+  store.upsert(doc('a', '患者头痛。', [['头痛', 'Symptom']]), Date.now());
+  store.upsert(doc('b', '冠心病。', [['冠心病', 'BodyPart']]), Date.now(), () => ['"冠心病" labelled BodyPart; the training set labels it Disease 23']);
+  store.save();
+  const out: string[] = [];
+  const log = console.log;
+  const err = console.error;
+  console.log = (s: string) => out.push(s);
+  console.error = () => undefined;
+  try {
+    assert.equal(await run(['list', '--state-dir', dir]), 0);
+    assert.equal(out.length, 2);
+    assert.match(out[1], /^b\ttrain\tquarantined\t.*problems="冠心病" labelled BodyPart/);
+    out.length = 0;
+    assert.equal(await run(['list', '--quarantined', '--json', '--state-dir', dir]), 0);
+    assert.deepEqual(out.map((l) => JSON.parse(l).documentId), ['b']);
+    assert.equal(await run(['export', '--out', path.join(dir, 'x.jsonl'), '--state-dir', dir]), 0);
+    assert.equal(await run(['prune', '--state-dir', dir]), 2);
+    // A live trainer holds the store: prune and release wait for it to stop.
+    writeFileSync(path.join(dir, 'trainer.lock'), '1\n');
+    assert.equal(await run(['release', '--id', 'b', '--state-dir', dir]), 2);
+    writeFileSync(path.join(dir, 'trainer.lock'), '999999999\n');
+    out.length = 0;
+    assert.equal(await run(['release', '--id', 'b', '--state-dir', dir]), 0);
+    assert.equal(await run(['prune', '--id', 'a', '--state-dir', dir]), 0);
+  } finally {
+    console.log = log;
+    console.error = err;
+  }
+  const after_ = FeedbackStore.open(dir, { holdoutPercent: 0 });
+  assert.deepEqual(after_.all().map((d) => [d.documentId, d.status]), [['b', 'released']]);
+  assert.deepEqual(after_.training().map((d) => d.documentId), ['b']);
+});
