@@ -166,13 +166,11 @@ if (phases.has('sweep')) {
   const grid: Partial<Record<keyof TrainerConfig, number | string>>[] = values.configs
     ? (JSON.parse(values.configs) as Partial<Record<keyof TrainerConfig, number | string>>[])
     : [
-        { replayRatio: 0, epochs: 5 },
-        { replayRatio: 2, epochs: 5 },
-        { replayRatio: 2, epochs: 3 },
-        { replayRatio: 2, epochs: 8 },
-        { replayRatio: 4, epochs: 5 },
-        { replayRatio: 2, epochs: 5, learningRate: 5e-5 },
-        { replayRatio: 2, epochs: 5, annealT0Fraction: 0.5 },
+        // The grid behind the defaults (benchmarks/results/learning-loop-sweep.json).
+        { learningRate: 1e-4, epochs: 5, replayRatio: 2 },
+        { learningRate: 2e-4, epochs: 5, replayRatio: 2 },
+        { learningRate: 1e-4, epochs: 5, replayRatio: 4 },
+        { learningRate: 2e-4, epochs: 8, replayRatio: 4 },
       ];
   const runs = (sweep.runs as unknown[] | undefined) ?? [];
   for (const overrides of grid) {
