@@ -13,26 +13,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadAverage, machineDescription } from './engines-common.ts';
+import type { EvalJson } from './eval-json.ts';
 
 const { values } = parseArgs({ options: { model: { type: 'string', default: 'models/medical' } } });
 const root = path.resolve(import.meta.dirname, '..');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'rmbert-default-model-'));
 const loadStart = loadAverage();
 
-interface Prf {
-  precision: number;
-  recall: number;
-  f1: number;
-}
-interface EvalJson {
-  model: string;
-  evaluation: { strict: Prf; kbert: Prf; perType: Record<string, Prf> };
-  baseline?: { evaluation: { strict: Prf; perType: Record<string, Prf> } };
-  bootstrap?: { difference: number; low: number; high: number };
-  surfaces?: { model: { seen: { recall: number }; unseen: { recall: number; gold: number } } };
-  singleChar?: { shareOfPredictions: number; shareOfSingleChar: number };
-  knowledge?: unknown;
-}
 const evaluate = (split: 'dev' | 'test'): EvalJson => {
   const out = path.join(tmp, `${split}.json`);
   execFileSync(process.execPath, ['bin/rmbert.js', 'eval', '--model', values.model, '--data', 'medical', '--split', split, '--json', out], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });

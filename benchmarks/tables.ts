@@ -19,6 +19,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pairedBootstrap, type SentenceCounts } from '../src/train/metrics.ts';
 import { loadAverage, machineDescription } from './engines-common.ts';
+import type { EvalJson } from './eval-json.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const RESULTS = path.join(ROOT, 'benchmarks/results');
@@ -48,20 +49,6 @@ if (!defaultVariant || !variants.has(defaultVariant)) {
   process.exit(2);
 }
 
-interface Prf {
-  precision: number;
-  recall: number;
-  f1: number;
-}
-interface EvalJson {
-  model: string;
-  evaluation: { strict: Prf; kbert: Prf; perType: Record<string, Prf> };
-  baseline?: { evaluation: { strict: Prf; perType: Record<string, Prf> } };
-  bootstrap?: { difference: number; low: number; high: number };
-  surfaces?: { model: { seen: { recall: number }; unseen: { recall: number; gold: number } } };
-  singleChar?: { shareOfPredictions: number };
-  seconds: number;
-}
 interface Entity {
   start: number;
   end: number;
