@@ -5,7 +5,6 @@
  * (WordPiece keeps digit and Latin runs together) gives its tag to its first character and I- of
  * the same type (or O) to the others.
  */
-import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs-core';
 import { writeAdditiveMask } from '../domain/index.ts';
 import type { InjectedSentence } from '../domain/index.ts';
@@ -60,8 +59,9 @@ export async function createInjector(tokenizer: BertTokenizer, k: KnowledgeSetup
   const reports = [];
   for (const file of [k.kgFile, ...(k.extraKgFiles ?? [])]) reports.push(await loadSpoFile(file, graph));
   const snapshot = await createSnapshot(graph, { maxEntities: k.maxEntities });
-  const kgVersion =
-    reports.length === 1 ? reports[0].stamp.version : createHash('sha256').update(reports.map((r) => r.stamp.version).join('+')).digest('hex');
+  // The last load's stamp hashes the union of every file, the same stamp `rmbert kg load` leaves in Neo4j
+  // after loading the same files one after the other (or one file holding their union).
+  const kgVersion = reports[reports.length - 1].stamp.version;
   return {
     injector: new KnowledgeInjector(tokenizer, staticKnowledge(snapshot), treeOptions),
     kgVersion,
