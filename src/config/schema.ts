@@ -38,7 +38,17 @@ export interface KafkaConfig {
   retries: number;
   initialRetryMs: number;
   maxRetryMs: number;
+  /**
+   * Consumer group liveness. A member that dies without leaving (SIGKILL, a lost host) keeps its
+   * partitions until the broker has heard no heartbeat for sessionTimeoutMs: that is most of the
+   * takeover time after a crash. kafkajs 2.2.4 has no static membership (KIP-345), so a restarted
+   * process always joins as a new member and waits for the dead one's session to expire.
+   */
   sessionTimeoutMs: number;
+  /** Heartbeats are sent this often (also while a micro-batch is being processed). */
+  heartbeatIntervalMs: number;
+  /** How long the coordinator waits for every member to rejoin in a rebalance (a busy member rejoins after its micro-batch). */
+  rebalanceTimeoutMs: number;
   transactionTimeoutMs: number;
 }
 
@@ -136,7 +146,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'kafka.retries', env: 'RMBERT_KAFKA_RETRIES', flag: 'kafka-retries', kind: 'int', default: '8', min: 0, max: 100, doc: 'retries of a failed Kafka operation (kafkajs retry)' },
   { key: 'kafka.initialRetryMs', env: 'RMBERT_KAFKA_INITIAL_RETRY_MS', flag: 'kafka-initial-retry-ms', kind: 'int', default: '300', min: 10, max: 60_000, doc: 'first backoff of a Kafka retry' },
   { key: 'kafka.maxRetryMs', env: 'RMBERT_KAFKA_MAX_RETRY_MS', flag: 'kafka-max-retry-ms', kind: 'int', default: '10000', min: 100, max: 600_000, doc: 'longest backoff of a Kafka retry' },
-  { key: 'kafka.sessionTimeoutMs', env: 'RMBERT_KAFKA_SESSION_TIMEOUT_MS', flag: 'kafka-session-timeout-ms', kind: 'int', default: '30000', min: 6000, max: 300_000, doc: 'consumer group session timeout' },
+  { key: 'kafka.sessionTimeoutMs', env: 'RMBERT_KAFKA_SESSION_TIMEOUT_MS', flag: 'kafka-session-timeout-ms', kind: 'int', default: '10000', min: 6000, max: 300_000, doc: 'consumer group session timeout: a crashed member\'s partitions wait this long for a new owner; shorter = faster takeover, but a process whose heartbeats stall longer (event loop blocked, CPU starved) loses its partitions (6000 is the broker\'s usual minimum)' },
+  { key: 'kafka.heartbeatIntervalMs', env: 'RMBERT_KAFKA_HEARTBEAT_INTERVAL_MS', flag: 'kafka-heartbeat-interval-ms', kind: 'int', default: '1000', min: 100, max: 100_000, doc: 'consumer heartbeat interval; at most a third of the session timeout' },
+  { key: 'kafka.rebalanceTimeoutMs', env: 'RMBERT_KAFKA_REBALANCE_TIMEOUT_MS', flag: 'kafka-rebalance-timeout-ms', kind: 'int', default: '60000', min: 1000, max: 900_000, doc: 'how long a rebalance waits for busy members to rejoin (a member rejoins after its current micro-batch); a member slower than this is dropped from the group' },
   { key: 'kafka.transactionTimeoutMs', env: 'RMBERT_KAFKA_TRANSACTION_TIMEOUT_MS', flag: 'kafka-transaction-timeout-ms', kind: 'int', default: '60000', min: 1000, max: 900_000, doc: 'broker-side timeout of an open transaction' },
   { key: 'topics.input', env: 'RMBERT_INPUT_TOPIC', flag: 'input-topic', kind: 'string', default: 'emr.documents', doc: 'topic of EmrDocument records' },
   { key: 'topics.output', env: 'RMBERT_OUTPUT_TOPIC', flag: 'output-topic', kind: 'string', default: 'emr.entities', doc: 'topic of EntityAnnotations records' },
@@ -345,6 +357,7 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
   }
   if (str('model.dir') === '') problems.push('model.dir: must not be empty (RMBERT_MODEL_DIR)');
   if (int('kafka.sessionTimeoutMs') <= int('batch.maxWaitMs')) problems.push('kafka.sessionTimeoutMs: must be longer than batch.maxWaitMs');
+  if (int('kafka.heartbeatIntervalMs') * 3 > int('kafka.sessionTimeoutMs')) problems.push('kafka.heartbeatIntervalMs: must be at most a third of kafka.sessionTimeoutMs');
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -365,6 +378,8 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
       initialRetryMs: int('kafka.initialRetryMs'),
       maxRetryMs: int('kafka.maxRetryMs'),
       sessionTimeoutMs: int('kafka.sessionTimeoutMs'),
+      heartbeatIntervalMs: int('kafka.heartbeatIntervalMs'),
+      rebalanceTimeoutMs: int('kafka.rebalanceTimeoutMs'),
       transactionTimeoutMs: int('kafka.transactionTimeoutMs'),
     },
     topics,

@@ -22,6 +22,7 @@ export async function startModelUpdateListener(kafka: Kafka, config: StageConfig
   const consumer: Consumer = kafka.consumer({
     groupId: `${config.groupId}.model-updates.${config.instanceId}`,
     sessionTimeout: config.kafka.sessionTimeoutMs,
+    heartbeatInterval: config.kafka.heartbeatIntervalMs,
     maxWaitTimeInMs: 1000,
     retry: { retries: config.kafka.retries, initialRetryTime: config.kafka.initialRetryMs, maxRetryTime: config.kafka.maxRetryMs, restartOnFailure: async () => true },
   });

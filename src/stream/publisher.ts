@@ -196,6 +196,35 @@ export class TransactionalPublisher {
     }
   }
 
+  /**
+   * Takes over an input partition: initialises its transactional producer, which fences the producer
+   * of a previous owner (a crashed process, or one dropped from the group while it was busy) and makes
+   * the broker finish that producer's open transaction (an abort, or a commit already under way), then
+   * reads the group's committed offset. Records before that offset were committed by the previous
+   * owner after this member's consumer had fetched its start position (kafkajs reads offsets without
+   * KIP-447's require_stable), and must not be processed again. Returns the committed offset, or null.
+   */
+  async takeOver(topic: string, partition: number): Promise<bigint | null> {
+    let producer: Producer;
+    try {
+      producer = await this.producerFor(topic, partition);
+      const transaction = await producer.transaction();
+      // Nothing was added, so ending it sends nothing to the broker.
+      await transaction.abort();
+    } catch (error) {
+      await this.reset(partition);
+      if (error instanceof TransportError) throw error;
+      throw new TransportError(`cannot take over partition ${partition}: ${safeErrorMessage(error)}`, error, !isFenced(error));
+    }
+    return this.committedOffset(topic, partition);
+  }
+
+  /** Closes the producers of every partition (after a rebalance: the next owner's producer fences them anyway). */
+  async releaseAll(): Promise<void> {
+    const partitions = [...this.producers.keys()];
+    for (const partition of partitions) await this.reset(partition);
+  }
+
   /** The offset committed for the stage's group on an input partition, or null when none. */
   async committedOffset(topic: string, partition: number): Promise<bigint | null> {
     try {

@@ -68,6 +68,9 @@ export const NOT_READY_AFTER_ABORTS = 5;
  */
 export const STALLED_AFTER_MS = 180_000;
 
+/** Heartbeat errors that mean the group is rebalancing and this member must rejoin (kafkajs's isRebalancing). */
+const REJOIN = new Set(['REBALANCE_IN_PROGRESS', 'NOT_COORDINATOR_FOR_GROUP', 'ILLEGAL_GENERATION']);
+
 export interface StageCounters {
   recordsIn: number;
   recordsOut: number;
@@ -160,8 +163,12 @@ class Stage implements StageHandle {
   /** Aborted only when a stop overruns its deadline: cuts retry loops short. */
   private readonly hardStop = new AbortController();
   private get heartbeatIntervalMs(): number {
-    return Math.max(1000, Math.floor(this.config.kafka.sessionTimeoutMs / 10));
+    return this.config.kafka.heartbeatIntervalMs;
   }
+  /** Input partitions taken over (producer fenced, committed offset checked) since the last group join. */
+  private readonly takenOver = new Set<number>();
+  /** Serialises the producers' release on a rebalance with the next batch's takeover. */
+  private rejoined: Promise<void> = Promise.resolve();
   private readonly stats: StageCounters = { recordsIn: 0, recordsOut: 0, deadLettered: 0, microBatches: 0, transactionsAborted: 0 };
 
   constructor(
@@ -248,6 +255,7 @@ class Stage implements StageHandle {
     const consumer = this.kafka.consumer({
       groupId: config.groupId,
       sessionTimeout: config.kafka.sessionTimeoutMs,
+      rebalanceTimeout: config.kafka.rebalanceTimeoutMs,
       heartbeatInterval: this.heartbeatIntervalMs,
       minBytes: config.batch.maxBytes,
       maxBytes: Math.max(10 * 1024 * 1024, config.batch.maxBytes),
@@ -267,6 +275,11 @@ class Stage implements StageHandle {
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       this.joined = true;
+      // A new generation: any partition may have had another owner meanwhile. Each is taken over again
+      // before its next micro-batch (fence the previous owner's producer, skip what it committed).
+      this.takenOver.clear();
+      const publisher = this.publisher;
+      this.rejoined = this.rejoined.then(() => publisher?.releaseAll()).catch(() => undefined);
       this.updateReady();
       const assigned = e.payload.memberAssignment[config.topics.input] ?? [];
       this.log.info('joined consumer group', { groupId: config.groupId, partitions: assigned });
@@ -306,19 +319,47 @@ class Stage implements StageHandle {
    * round trips, little CPU), micro-batch k+1 is already being processed. Commits stay in order and one
    * at a time (one transaction per producer), and an offset is resolved only after its commit.
    */
-  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async eachBatch(payload: EachBatchPayload): Promise<void> {
+    // A stop past its deadline must not wait for a micro-batch that may never end: eachBatch returns
+    // at once, so that kafkajs can still leave the group (the member's partitions move without waiting
+    // for its session to expire); what was in flight is not committed and is processed again.
+    if (this.hardStop.signal.aborted) return;
+    const work = this.processBatch(payload);
+    work.catch(() => undefined);
+    let onAbort = (): void => undefined;
+    const aborted = new Promise<void>((resolve) => {
+      onAbort = resolve;
+      this.hardStop.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      await Promise.race([work, aborted]);
+    } finally {
+      this.hardStop.signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async processBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const { topic, partition } = batch;
     this.metrics.consumerLag(topic, partition, Number(batch.offsetLagLow()));
     let committing: Promise<void> | null = null;
     // A long micro-batch must not cost the group membership: heartbeat while it is processed too
-    // (kafkajs sends one only when the interval has passed; a rebalance is acted on after the micro-batch).
-    const keepAlive = setInterval(() => void heartbeat().catch(() => undefined), this.heartbeatIntervalMs);
+    // (kafkajs sends one only when the interval has passed). A rebalance seen by one of these
+    // heartbeats ends the batch after the micro-batch in progress, so that this member rejoins at once.
+    let rebalance: unknown = null;
+    const keepAlive = setInterval(
+      () =>
+        void heartbeat().catch((error: unknown) => {
+          if (REJOIN.has(kafkaErrorType(error) ?? '')) rebalance ??= error;
+        }),
+      this.heartbeatIntervalMs,
+    );
     // partitionsConsumedConcurrently is 1: one batch at a time, so one clock for stalls.
     this.workingSince = performance.now();
     this.workingPartition = partition;
     try {
-      for (const chunk of cutMicroBatches(batch.messages, this.config.batch.maxRecords, this.config.batch.maxBytes)) {
-        if (!isRunning() || isStale()) break;
+      const messages = await this.skipCommitted(topic, partition, batch.messages, resolveOffset);
+      for (const chunk of cutMicroBatches(messages, this.config.batch.maxRecords, this.config.batch.maxBytes)) {
+        if (!isRunning() || isStale() || rebalance !== null) break;
         const prepared = await this.prepare(topic, partition, chunk);
         if (committing) await committing;
         const last = chunk.messages[chunk.messages.length - 1].offset;
@@ -338,6 +379,25 @@ class Stage implements StageHandle {
         this.workingSince = null;
       }
     }
+    // kafkajs rejoins the group when eachBatch throws a rebalance error, as when heartbeat() throws it.
+    if (rebalance !== null && isRunning()) throw rebalance;
+  }
+
+  /**
+   * The first batch of a partition after a group join: takes the partition over (src/stream/publisher.ts
+   * takeOver) and drops the records the previous owner committed after this member fetched them.
+   */
+  private async skipCommitted(topic: string, partition: number, messages: KafkaMessage[], resolveOffset: (offset: string) => void): Promise<KafkaMessage[]> {
+    if (this.takenOver.has(partition) || messages.length === 0) return messages;
+    await this.rejoined;
+    const committed = await withRetry(() => this.publisher!.takeOver(topic, partition), this.retryOptions('partition takeover'));
+    this.takenOver.add(partition);
+    if (committed === null || BigInt(messages[0].offset) >= committed) return messages;
+    const kept = messages.filter((m) => BigInt(m.offset) >= committed);
+    const skipped = messages.length - kept.length;
+    resolveOffset((committed - 1n).toString());
+    this.log.info('skipped records the previous owner of the partition had committed', { partition, skipped, committedOffset: committed.toString() });
+    return kept;
   }
 
   private retryOptions(what: string) {

@@ -70,7 +70,8 @@ export class FeedbackConsumer {
     const consumer = this.kafka.consumer({
       groupId: trainerGroupId(config),
       sessionTimeout: config.kafka.sessionTimeoutMs,
-      heartbeatInterval: Math.max(1000, Math.floor(config.kafka.sessionTimeoutMs / 10)),
+      heartbeatInterval: config.kafka.heartbeatIntervalMs,
+      rebalanceTimeout: config.kafka.rebalanceTimeoutMs,
       maxWaitTimeInMs: 500,
       readUncommitted: false,
       retry: {

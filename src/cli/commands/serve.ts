@@ -151,6 +151,17 @@ export async function run(argv: string[]): Promise<number> {
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
+    // A programming error must not end the process without leaving the consumer group: the member's
+    // partitions would wait for its session to expire. Stop as after a failure (exit 1).
+    const onFatal = (error: unknown) => {
+      if (signalled) return;
+      signalled = true;
+      logger.error('uncaught error: stopping', { errorClass: error instanceof Error ? error.name : 'Error', error: safeErrorMessage(error) });
+      const deadlineMs = config.shutdownDeadlineMs;
+      void stopAndExit(async () => ({ ...(await session.stop(stageDeadlineMs(deadlineMs))), clean: false }), EXIT_FAILED, { deadlineMs, logger }).then(resolve);
+    };
+    process.once('uncaughtException', onFatal);
+    process.once('unhandledRejection', onFatal);
     session.stage.finished.catch((error: unknown) => {
       logger.error('stage failed', { error: safeErrorMessage(error) });
       const deadlineMs = config.shutdownDeadlineMs;

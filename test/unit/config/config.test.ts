@@ -117,3 +117,12 @@ test('command defaults sit below the environment and above the built-in defaults
   assert.equal(buildConfig({ env: { RMBERT_NEO4J_PASSWORD: 'prod' }, defaults: { 'neo4j.password': 'local' } }).neo4j.password, 'prod');
   assert.throws(() => buildConfig({ env: base, defaults: { nope: 'x' } }), /nope: unknown setting/);
 });
+
+test('group liveness: session timeout, heartbeat and rebalance timeout, with the heartbeat at most a third of the session', () => {
+  const c = buildConfig({ env: base });
+  assert.deepEqual([c.kafka.sessionTimeoutMs, c.kafka.heartbeatIntervalMs, c.kafka.rebalanceTimeoutMs], [10_000, 1000, 60_000]);
+  const tuned = buildConfig({ env: { ...base, RMBERT_KAFKA_SESSION_TIMEOUT_MS: '6000', RMBERT_KAFKA_HEARTBEAT_INTERVAL_MS: '500', RMBERT_KAFKA_REBALANCE_TIMEOUT_MS: '20000' } });
+  assert.deepEqual([tuned.kafka.sessionTimeoutMs, tuned.kafka.heartbeatIntervalMs, tuned.kafka.rebalanceTimeoutMs], [6000, 500, 20_000]);
+  assert.throws(() => buildConfig({ env: { ...base, RMBERT_KAFKA_SESSION_TIMEOUT_MS: '6000', RMBERT_KAFKA_HEARTBEAT_INTERVAL_MS: '2500' } }), /kafka.heartbeatIntervalMs: must be at most a third of kafka.sessionTimeoutMs/);
+  assert.throws(() => buildConfig({ env: { ...base, RMBERT_KAFKA_SESSION_TIMEOUT_MS: '5000' } }), /kafka.sessionTimeoutMs \(RMBERT_KAFKA_SESSION_TIMEOUT_MS\): 5000 is outside 6000/);
+});
