@@ -151,13 +151,64 @@ export class KgVersionBuilder {
     return this.added - this.keys.size;
   }
 
-  digest(): string {
+  /** The distinct triples' lines, sorted as the stamp hashes them (without their final newline). */
+  sortedLines(): string[] {
     // Fields cannot contain control characters, so sorting whole keys sorts by (s, r, o): TAB sorts first.
-    const sorted = [...this.keys].sort(compareCodeUnits);
+    return [...this.keys].sort(compareCodeUnits);
+  }
+
+  digest(): string {
     const hash = createHash('sha256');
-    for (const key of sorted) hash.update(`${key}\n`, 'utf8');
+    for (const key of this.sortedLines()) hash.update(`${key}\n`, 'utf8');
     return hash.digest('hex');
   }
+}
+
+export interface SpoFileSummary {
+  file: string;
+  lines: number;
+  validTriples: number;
+  /** The first malformed lines (up to the caller's limit) and how many there were in all. */
+  malformed: MalformedLine[];
+  malformedCount: number;
+}
+
+export interface MergedSpo {
+  /** The union as a normalised .spo text: distinct triples, sorted by UTF-16 code units, one per line. */
+  text: string;
+  /** Version stamp of the union; also the sha256 of `text`, which is exactly what the stamp hashes. */
+  version: string;
+  distinct: number;
+  duplicates: number;
+  files: SpoFileSummary[];
+}
+
+/**
+ * The union of several .spo files as one normalised file: the graph a stage gets by loading them one
+ * after the other, in a single file that embedded mode, `rmbert annotate` and `rmbert eval` can read.
+ */
+export async function mergeSpoFiles(files: readonly string[], keepMalformed = 50): Promise<MergedSpo> {
+  const version = new KgVersionBuilder();
+  const summaries: SpoFileSummary[] = [];
+  for (const file of files) {
+    const summary: SpoFileSummary = { file, lines: 0, validTriples: 0, malformed: [], malformedCount: 0 };
+    for await (const chunk of readSpoFile(file)) {
+      summary.lines = chunk.lines;
+      summary.validTriples += chunk.triples.length;
+      summary.malformedCount += chunk.malformed.length;
+      for (const m of chunk.malformed) if (summary.malformed.length < keepMalformed) summary.malformed.push(m);
+      for (const t of chunk.triples) version.add(t);
+    }
+    summaries.push(summary);
+  }
+  const lines = version.sortedLines();
+  return {
+    text: lines.map((l) => `${l}\n`).join(''),
+    version: version.digest(),
+    distinct: version.distinct,
+    duplicates: version.duplicates,
+    files: summaries,
+  };
 }
 
 export function kgVersionOf(triples: Iterable<Triple>): string {

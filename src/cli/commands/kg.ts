@@ -1,14 +1,16 @@
 /**
- * `rmbert kg`: load a `.spo` knowledge graph into Neo4j, and show what a graph holds.
+ * `rmbert kg`: load `.spo` knowledge graphs into Neo4j, show what a graph holds, merge graph files into one.
  */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import { loadGraphStoreConfig, SETTINGS, type GraphStoreConfig } from '../../config/index.ts';
 import { ConfigError, KnowledgeUnavailableError, SchemaError } from '../../errors/index.ts';
-import { loadSpoFile, Neo4jKnowledgeGraph } from '../../knowledge/index.ts';
+import { loadSpoFile, mergeSpoFiles, Neo4jKnowledgeGraph } from '../../knowledge/index.ts';
 import type { LoadReport } from '../../knowledge/index.ts';
 
-export const summary = 'load a .spo knowledge graph into Neo4j (kg load FILE.spo), show a graph (kg info)';
+export const summary = 'load .spo knowledge graphs into Neo4j (kg load FILE.spo...), show a graph (kg info), merge graph files (kg merge)';
 
 const DEFAULT_BATCH_SIZE = 1000;
 /** Malformed lines printed one by one; the rest are counted. */
@@ -16,18 +18,25 @@ const MAX_MALFORMED_SHOWN = 50;
 
 const NEO4J_METAVARS: Record<string, string> = { 'neo4j.uri': 'URI', 'neo4j.user': 'USER', 'neo4j.password': 'PASS', 'neo4j.database': 'NAME' };
 
-const HELP = `usage: rmbert kg load FILE.spo [options]
+const HELP = `usage: rmbert kg load FILE.spo [FILE.spo ...] [options]
        rmbert kg info [options]
+       rmbert kg merge FILE.spo [FILE.spo ...] --out OUT.spo
 
-kg load: bulk, idempotent load of a .spo file (UTF-8, one "subject<TAB>relation<TAB>object" per line) into
+kg load: bulk, idempotent load of .spo files (UTF-8, one "subject<TAB>relation<TAB>object" per line) into
 Neo4j as (:Concept {graph, name})-[:REL {type}]->(:Concept {graph, name}), in batches of UNWIND/MERGE,
-with a uniqueness constraint on (Concept.graph, Concept.name). Loading the same file again changes
+with a uniqueness constraint on (Concept.graph, Concept.name). Several files are loaded one after the
+other into the same graph, which then holds their union. Loading the same file again changes
 nothing. Malformed lines (not 3 non-empty tab-separated fields, invalid UTF-8, control characters,
 unpaired surrogates, leading/trailing whitespace in a field) are reported on stderr as FILE:LINE: reason
 and skipped. At the end it stores the KG version stamp (sha256 of the graph's normalised triples) with
 the graph and prints the counts. A progress bar goes to stderr.
 
 kg info: prints the graph's version stamp and its concept and triple counts.
+
+kg merge: writes the union of the files as one normalised .spo file (distinct triples sorted by UTF-16
+code units; malformed lines reported and left out), for embedded mode (--kg-file), rmbert annotate and
+rmbert eval, which read one file. Its sha256 is its KG version stamp, the stamp Neo4j gets from
+\`kg load\` of the same files. Needs no Neo4j.
 
 options (the Neo4j ones are \`rmbert serve\`'s settings: flag, else environment variable, else default):
 ${SETTINGS.filter((s) => s.key in NEO4J_METAVARS)
@@ -37,7 +46,8 @@ ${SETTINGS.filter((s) => s.key in NEO4J_METAVARS)
       RMBERT_KG_GRAPH: graph name inside the database (default "${SETTINGS.find((s) => s.key === 'knowledge.graphName')!.default}",
       the one the stage reads)
   --batch-size N           triples per UNWIND/MERGE transaction (kg load; default ${DEFAULT_BATCH_SIZE})
-  --replace                remove the graph's triples first, so it holds exactly FILE (kg load)
+  --replace                remove the graph's triples first, so it holds exactly the files (kg load)
+  --out FILE               the merged file to write (kg merge)
   --no-progress            no progress bar (kg load)
   -h, --help               this text
 
@@ -62,6 +72,39 @@ function describeReport(report: LoadReport, graphName: string): string {
   return lines.join('\n');
 }
 
+function reportMalformed(file: string, shown: readonly { line: number; reason: string }[], count: number): void {
+  for (const m of shown) console.error(`${file}:${m.line}: ${m.reason}`);
+  if (count > shown.length) console.error(`${file}: ${count - shown.length} more malformed lines not shown`);
+}
+
+async function merge(files: readonly string[], out: string | undefined): Promise<number> {
+  if (files.length === 0) return usageError('kg merge takes one or more FILE.spo');
+  if (!out) return usageError('kg merge needs --out OUT.spo');
+  if (files.some((f) => path.resolve(f) === path.resolve(out))) return usageError(`--out ${out} is also an input: write the union elsewhere`);
+  let merged;
+  try {
+    merged = await mergeSpoFiles(files, MAX_MALFORMED_SHOWN);
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT' || e.code === 'EISDIR' || e.code === 'EACCES') {
+      console.error(`rmbert kg: cannot read ${e.path ?? 'a file'}: ${e.code}`);
+      return 1;
+    }
+    throw error;
+  }
+  for (const f of merged.files) {
+    reportMalformed(f.file, f.malformed, f.malformedCount);
+    console.error(`${f.file}: ${f.lines} lines, ${f.validTriples} valid triples, ${f.malformedCount} malformed skipped`);
+  }
+  if (merged.distinct === 0) {
+    console.error('rmbert kg: the files hold no valid triple; nothing was written');
+    return 1;
+  }
+  await writeFile(out, merged.text);
+  console.log(`wrote ${out}: ${merged.distinct} distinct triples (${merged.duplicates} duplicates removed)\nKG version ${merged.version}`);
+  return 0;
+}
+
 export async function run(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -76,6 +119,7 @@ export async function run(argv: string[]): Promise<number> {
         graph: { type: 'string' },
         'batch-size': { type: 'string' },
         replace: { type: 'boolean', default: false },
+        out: { type: 'string' },
         'no-progress': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -89,9 +133,13 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const [action, ...rest] = positionals;
-  if (action !== 'load' && action !== 'info') return usageError(action ? `unknown action "${action}" (expected load or info)` : 'missing action (load or info)');
-  if (action === 'load' && rest.length !== 1) return usageError('kg load takes exactly one FILE.spo');
+  if (action !== 'load' && action !== 'info' && action !== 'merge') {
+    return usageError(action ? `unknown action "${action}" (expected load, info or merge)` : 'missing action (load, info or merge)');
+  }
+  if (action === 'load' && rest.length === 0) return usageError('kg load takes one or more FILE.spo');
   if (action === 'info' && rest.length !== 0) return usageError('kg info takes no file');
+  if (action !== 'merge' && values.out !== undefined) return usageError('--out belongs to kg merge');
+  if (action === 'merge') return merge(rest, values.out);
   let batchSize = DEFAULT_BATCH_SIZE;
   if (values['batch-size'] !== undefined) {
     batchSize = Number(values['batch-size']);
@@ -132,27 +180,26 @@ export async function run(argv: string[]): Promise<number> {
       console.log(stamp ? `KG version ${stamp.version} (loaded ${stamp.loadedAt} from ${stamp.source})` : 'no version stamp (never loaded with rmbert kg load, or a load is under way)');
       return 0;
     }
-    const file = rest[0];
-    let started = false;
-    const report = await loadSpoFile(file, graph, {
-      batchSize,
-      replace: values.replace,
-      // Reported after the bar has finished, so the lines and the bar do not garble each other.
-      keepMalformed: MAX_MALFORMED_SHOWN,
-      onProgress: (p) => {
-        if (!bar) return;
-        if (!started) {
-          bar.start(p.totalBytes, p.bytesRead, { triples: p.triplesSent, malformed: p.malformed });
-          started = true;
-        } else bar.update(p.bytesRead, { triples: p.triplesSent, malformed: p.malformed });
-      },
-    });
-    bar?.stop();
-    for (const m of report.malformed) console.error(`${file}:${m.line}: ${m.reason}`);
-    if (report.malformedCount > MAX_MALFORMED_SHOWN) {
-      console.error(`${file}: ${report.malformedCount - MAX_MALFORMED_SHOWN} more malformed lines not shown`);
+    for (const [index, file] of rest.entries()) {
+      let started = false;
+      const report = await loadSpoFile(file, graph, {
+        batchSize,
+        // Only the first file starts from an empty graph: the others add to it.
+        replace: values.replace && index === 0,
+        // Reported after the bar has finished, so the lines and the bar do not garble each other.
+        keepMalformed: MAX_MALFORMED_SHOWN,
+        onProgress: (p) => {
+          if (!bar) return;
+          if (!started) {
+            bar.start(p.totalBytes, p.bytesRead, { triples: p.triplesSent, malformed: p.malformed });
+            started = true;
+          } else bar.update(p.bytesRead, { triples: p.triplesSent, malformed: p.malformed });
+        },
+      });
+      bar?.stop();
+      reportMalformed(file, report.malformed, report.malformedCount);
+      console.log(describeReport(report, graph.graphName));
     }
-    console.log(describeReport(report, graph.graphName));
     return 0;
   } catch (error) {
     bar?.stop();

@@ -84,4 +84,24 @@ describe('loading .spo files into Neo4j', () => {
     assert.match(info.stdout, /2 triples between 4 concepts/);
     assert.match(info.stdout, /KG version [0-9a-f]{64} \(loaded .* from mixed\.spo\)/);
   });
+
+  it('rmbert kg load of several files leaves their union, stamped as kg merge stamps the merged file', async () => {
+    const graph = uniqueName('kgmulti');
+    const g = connect(graph);
+    const main = path.join(dir, 'main.spo');
+    const terms = path.join(dir, 'terms.spo');
+    const merged = path.join(dir, 'merged.spo');
+    writeFileSync(main, '肺炎\t类别\t疾病\n咳嗽\t类别\t症状\n');
+    writeFileSync(terms, '咳嗽\t类别\t症状\n咳痰\t词表\t症状\n');
+    const neo4j = ['--graph', graph, '--neo4j-uri', NEO4J_URI, '--neo4j-user', NEO4J_USER, '--neo4j-password', NEO4J_PASSWORD, '--no-progress'];
+    // A first load of something else, replaced by the two files.
+    writeFileSync(path.join(dir, 'old.spo'), '旧\t类别\t疾病\n');
+    await run(process.execPath, ['bin/rmbert.js', 'kg', 'load', path.join(dir, 'old.spo'), ...neo4j], { cwd: REPO_ROOT });
+    const { stdout } = await run(process.execPath, ['bin/rmbert.js', 'kg', 'load', main, terms, '--replace', ...neo4j], { cwd: REPO_ROOT });
+    const mergedOut = await run(process.execPath, ['bin/rmbert.js', 'kg', 'merge', main, terms, '--out', merged], { cwd: REPO_ROOT });
+    const version = /KG version ([0-9a-f]{64})/.exec(mergedOut.stdout)![1];
+    assert.deepEqual(await g.stats(), { concepts: 5, triples: 3 });
+    assert.equal((await g.stamp())!.version, version);
+    assert.match(stdout, new RegExp(`now holds 3 triples between 5 concepts\nKG version ${version} \\(the file alone: [0-9a-f]{64}\\)`));
+  });
 });
