@@ -4,7 +4,8 @@
 #   2. typecheck (tsc --noEmit) and lint (eslint): either failing fails the run
 #   3. scripts/infra.sh up: real Kafka and Neo4j on loopback (kept if they were already running)
 #   4. the Python training path's tests (python/tests, pytest in .venv, set up by scripts/setup-python.sh)
-#   5. node's test runner over test/unit/**/*.test.ts and test/integration/**/*.test.ts
+#   5. node's test runner over test/unit/**/*.test.ts and test/integration/**/*.test.ts (the review page's
+#      browser tests first get Debian's chromium from scripts/setup-browser.sh)
 #   6. stops the servers this run started, and exits with the runner's exit code (either runner failing
 #      fails the run)
 #
@@ -95,6 +96,14 @@ if ((needs_infra)); then
     exit 1
   fi
 fi
+# The review page's browser tests drive Debian's chromium (scripts/setup-browser.sh installs it).
+for f in "${files[@]}"; do
+  if [[ $f == *test/integration/review/* ]]; then
+    RMBERT_TEST_CHROMIUM=$(bash "$ROOT/scripts/setup-browser.sh" | tail -n 1) || { say "the browser for the review page's tests could not be set up (see above)" >&2; exit 1; }
+    export RMBERT_TEST_CHROMIUM
+    break
+  fi
+done
 # Only the test suite's names: the tests give each command the settings they mean it to have.
 eval "$("$INFRA" env | grep '^export RMBERT_TEST_')"
 export RMBERT_TEST_KAFKA_BROKERS RMBERT_TEST_NEO4J_URI RMBERT_TEST_NEO4J_USER RMBERT_TEST_NEO4J_PASSWORD

@@ -93,7 +93,7 @@ declare module 'fastify' {
   }
 }
 
-const PUBLIC: ReadonlySet<string> = new Set(['GET /login', 'GET /login.js', 'GET /review.css', 'GET /healthz', 'POST /api/login']);
+const PUBLIC: ReadonlySet<string> = new Set(['GET /login', 'GET /login.js', 'GET /review.css', 'GET /favicon.ico', 'GET /healthz', 'POST /api/login']);
 const STATIC_FILES: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/login': { file: 'login.html', type: 'text/html; charset=utf-8' },
@@ -223,6 +223,8 @@ export function createReviewServer(options: ReviewServerOptions): ReviewServer {
 
   for (const [route, file] of files) app.get(route, async (_request, reply) => reply.type(file.type).send(file.body));
   app.get('/healthz', async () => ({ ok: true }));
+  // Browsers ask for it on every page: no icon, and no 404 in their console.
+  app.get('/favicon.ico', async (_request, reply) => reply.code(204).send());
 
   app.post('/api/login', async (request, reply) => {
     const ip = request.ip;

@@ -227,7 +227,8 @@ function showDetails(index) {
     box.textContent = 'Select an entity (Tab, or point at it) to see its score and linked concepts.';
     return;
   }
-  const lines = [`${e.text} — ${e.type} [${e.start}, ${e.end})`, e.score === null || e.score === undefined ? 'added by you' : `score ${e.score.toFixed(3)}`];
+  const score = e.score === null || e.score === undefined ? 'added by you' : `model score ${e.score.toFixed(3)}${e.origin === 'reviewer' ? ' (before your correction)' : ''}`;
+  const lines = [`${e.text} — ${e.type} [${e.start}, ${e.end})`, score];
   if (e.linked && e.linked.length) lines.push(`linked concepts: ${e.linked.map((l) => `${l.relation} ${l.object}`).join('; ')}`);
   else lines.push('linked concepts: none');
   if (e.assertion) {
