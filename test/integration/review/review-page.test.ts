@@ -26,6 +26,9 @@ import { uniqueName } from '../../helpers/names.ts';
 import { REPO_ROOT } from '../../helpers/paths.ts';
 import { Collector, TestProducer, createTopics, tempDir, testKafka, testNames, type TestNames } from '../stream/harness.ts';
 
+// The functions given to page.evaluate run in the browser; the project's typings are Node's only.
+declare const document: any;
+
 const BIN = path.join(REPO_ROOT, 'bin/rmbert.js');
 const CHROMIUM = process.env.RMBERT_TEST_CHROMIUM ?? '/usr/bin/chromium';
 const TOKEN = randomBytes(24).toString('base64url');
