@@ -24,7 +24,8 @@ Serves the review page (http://127.0.0.1:8765 by default). It reads the stage's 
 RMBERT_INPUT_TOPIC) and output topic (entities, RMBERT_OUTPUT_TOPIC), committed records only, joins each
 document with its entities (all parts of a paged output), and keeps the documents waiting for review in
 a bounded queue on disk (--state-dir; it survives restarts and holds document text: keep it private),
-least confident first. A reviewer corrects the entities (add, retype, move boundaries, delete, undo) and
+least confident first (a new consumer group, --review-group-id, starts at the beginning of both topics;
+--join-window and --max-queue bound what is kept). A reviewer corrects the entities (add, retype, move boundaries, delete, undo) and
 submits: the complete corrected list becomes one Feedback record on the feedback topic
 (RMBERT_FEEDBACK_TOPIC), keyed by document id, with the reviewer's id as annotator and the model
 version seen. Submitting a review again (a double click, a retry) never makes a second, different
