@@ -7,8 +7,12 @@
  * predictions) with paired bootstrap intervals, recall on unseen surfaces, wrong one-character predictions.
  *
  *   node --import tsx benchmarks/tables.ts --corpus medical \
- *     --run kbert=.cache/ft/a,.cache/ft/b,.cache/ft/c [--run rmbert=...] [--run bert=...] --default kbert
+ *     --run kbert=.cache/ft/a,.cache/ft/b,.cache/ft/c [--run rmbert=...] [--run bert=...] --default kbert \
+ *     [--kg kbert=data/kg/medical-knowledge.spo]
  *
+ * --kg VARIANT=FILE: the graph the variant's runs are served with (`rmbert eval --kg`), for runs trained with
+ * more than the corpus's default graph (rmbert features --extra-kg / --terms; `rmbert kg merge` writes the
+ * union those runs saw on dev and test as one file).
  * Variants: bert (no knowledge), kbert (knowledge, AdamW), rmbert (knowledge, RecAdam); the label of a run
  * is the variant's, whatever its head. Imported artifacts are kept in .cache/models/<run directory name>.
  * Writes benchmarks/results/<corpus>.{json,md}; all figures are percentages (summary.units = "percent").
@@ -26,7 +30,12 @@ const RESULTS = path.join(ROOT, 'benchmarks/results');
 const log = (line: string) => process.stderr.write(`tables: ${line}\n`);
 
 const { values } = parseArgs({
-  options: { corpus: { type: 'string', default: 'medical' }, run: { type: 'string', multiple: true, default: [] }, default: { type: 'string' } },
+  options: {
+    corpus: { type: 'string', default: 'medical' },
+    run: { type: 'string', multiple: true, default: [] },
+    kg: { type: 'string', multiple: true, default: [] },
+    default: { type: 'string' },
+  },
 });
 const corpus = values.corpus as string;
 if (corpus !== 'medical' && corpus !== 'msra') {
@@ -42,6 +51,15 @@ for (const spec of values.run as string[]) {
     process.exit(2);
   }
   variants.set(variant, dirs.split(',').filter(Boolean));
+}
+const graphs = new Map<string, string>();
+for (const spec of values.kg as string[]) {
+  const [variant, file] = spec.split('=', 2);
+  if (!variants.has(variant) || !file || !existsSync(file)) {
+    log(`--kg must be VARIANT=FILE for a variant given with --run and an existing file (got "${spec}")`);
+    process.exit(2);
+  }
+  graphs.set(variant, path.resolve(file));
 }
 const defaultVariant = values.default ?? [...variants.keys()][0];
 if (!defaultVariant || !variants.has(defaultVariant)) {
@@ -62,7 +80,7 @@ interface PredictionLine {
 interface Training {
   settings: { seed: number; head: string; optimizer: string; epochs: number; lr: number };
   bestEpoch: number;
-  knowledge: { enabled: boolean; kgFile?: string | null };
+  knowledge: { enabled: boolean; kgFile?: string | null; extraKgFiles?: string[]; terms?: { surfaces: number } | null };
   backbone: string;
   seconds?: number;
 }
@@ -113,7 +131,8 @@ function scoreRun(variant: string, dir: string): RunResult {
   const evaluate = (split: 'dev' | 'test'): EvalJson => {
     log(`${run}: eval ${split}`);
     const json = path.join(out, `${split}.json`);
-    node(['eval', '--model', artifact, '--data', corpus, '--split', split, '--json', json, '--predictions', path.join(out, `${split}.predictions.jsonl`)]);
+    const kg = graphs.get(variant);
+    node(['eval', '--model', artifact, '--data', corpus, '--split', split, '--json', json, '--predictions', path.join(out, `${split}.predictions.jsonl`), ...(kg ? ['--kg', kg] : [])]);
     return JSON.parse(readFileSync(json, 'utf8')) as EvalJson;
   };
   const dev = evaluate('dev');
@@ -131,6 +150,12 @@ const results = new Map<string, RunResult[]>();
 for (const [variant, dirs] of variants) results.set(variant, dirs.map((d) => scoreRun(variant, path.resolve(ROOT, d))));
 
 const types = Object.keys(results.get(defaultVariant)![0].test.evaluation.perType);
+/** The graphs a run was trained with, e.g. "Medical.spo + CMeKG-typed.spo + training term list". */
+function knowledgeLabel(k: Training['knowledge']): string | null {
+  if (!k.enabled) return null;
+  return [k.kgFile ?? 'yes', ...(k.extraKgFiles ?? []), ...(k.terms ? ['training term list'] : [])].join(' + ');
+}
+
 function variantSummary(variant: string) {
   const runs = results.get(variant)!;
   const strict = runs.map((r) => pct(r.test.evaluation.strict.f1));
@@ -151,7 +176,8 @@ function variantSummary(variant: string) {
     perTypeF1: Object.fromEntries(types.map((t) => [t, round2(mean(runs.map((r) => pct(r.test.evaluation.perType[t]?.f1 ?? 0))))])),
     head: runs[0].training.settings.head,
     optimizer: runs[0].training.settings.optimizer,
-    knowledge: runs[0].training.knowledge.enabled ? (runs[0].training.knowledge.kgFile ?? 'yes') : null,
+    knowledge: knowledgeLabel(runs[0].training.knowledge),
+    servedWith: graphs.has(variant) ? path.relative(ROOT, graphs.get(variant)!) : null,
     backbone: runs[0].training.backbone,
   };
 }
