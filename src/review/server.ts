@@ -45,10 +45,18 @@ export const CONTENT_SECURITY_POLICY = [
 ].join('; ');
 
 /** The Feedback record the page produces (the fields of schemas/Feedback.avsc). */
+export interface GoldAssertionOut {
+  polarity: 'present' | 'absent';
+  certainty: 'certain' | 'possible';
+  temporality: 'current' | 'historical';
+  experiencer: 'patient' | 'other';
+}
+
 export interface FeedbackOut {
   documentId: string;
   text: string;
-  entities: { start: number; end: number; text: string; type: string }[];
+  /** assertion: the reviewer's (Feedback v2), null when none was given. */
+  entities: { start: number; end: number; text: string; type: string; assertion: GoldAssertionOut | null }[];
   annotator: string;
   modelVersionSeen: string | null;
   createdAt: number;
@@ -112,9 +120,18 @@ function sameSecret(a: string, b: string): boolean {
   return timingSafeEqual(sha256(a), sha256(b));
 }
 
-/** sha256 of the canonical entity list (sorted, start/end/type only). */
-export function entitiesHash(entities: readonly { start: number; end: number; type: string }[]): string {
-  const canonical = [...entities].map((e) => [e.start, e.end, e.type]).sort((a, b) => (a[0] as number) - (b[0] as number) || (a[1] as number) - (b[1] as number));
+interface SubmittedEntity {
+  start: number;
+  end: number;
+  type: string;
+  assertion: GoldAssertionOut | null;
+}
+
+/** sha256 of the canonical entity list (sorted; offsets, type and assertion). */
+export function entitiesHash(entities: readonly SubmittedEntity[]): string {
+  const canonical = [...entities]
+    .map((e) => [e.start, e.end, e.type, e.assertion ? [e.assertion.polarity, e.assertion.certainty, e.assertion.temporality, e.assertion.experiencer] : null])
+    .sort((a, b) => (a[0] as number) - (b[0] as number) || (a[1] as number) - (b[1] as number));
   return createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
 }
 
@@ -346,7 +363,12 @@ export function createReviewServer(options: ReviewServerOptions): ReviewServer {
         const problems = entityProblems(text, raw, allTypes(), MAX_ENTITIES);
         if (problems.length > 0) throw new ReviewRequestError(400, 'the entity list is not valid', problems);
       } else if (!Array.isArray(raw)) throw new ReviewRequestError(400, 'the entity list is not valid', ['entities must be a list']);
-      const entities = (raw as { start: number; end: number; type: string }[]).map((e) => ({ start: e.start, end: e.end, type: e.type }));
+      const entities: SubmittedEntity[] = (raw as (Omit<SubmittedEntity, 'assertion'> & { assertion?: GoldAssertionOut | null })[]).map((e) => ({
+        start: e.start,
+        end: e.end,
+        type: e.type,
+        assertion: e.assertion ? { polarity: e.assertion.polarity, certainty: e.assertion.certainty, temporality: e.assertion.temporality, experiencer: e.assertion.experiencer } : null,
+      }));
       const hash = entitiesHash(entities);
       const earlier = done?.submission ?? item?.submission ?? null;
       if (earlier) {
@@ -358,7 +380,7 @@ export function createReviewServer(options: ReviewServerOptions): ReviewServer {
       const record: FeedbackOut = {
         documentId: item!.documentId,
         text,
-        entities: sorted.map((e) => ({ start: e.start, end: e.end, text: text.slice(e.start, e.end), type: e.type })),
+        entities: sorted.map((e) => ({ start: e.start, end: e.end, text: text.slice(e.start, e.end), type: e.type, assertion: e.assertion })),
         annotator: auth.reviewer,
         modelVersionSeen: item!.modelVersion,
         createdAt: now(),

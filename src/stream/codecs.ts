@@ -320,6 +320,15 @@ export interface GoldEntityRecord {
   end: number;
   text: string;
   type: string;
+  /** Feedback v2; optional on write (avsc writes the default, null); null when decoded from a v1 record. */
+  assertion?: GoldAssertionRecord | null;
+}
+
+export interface GoldAssertionRecord {
+  polarity: 'present' | 'absent';
+  certainty: 'certain' | 'possible';
+  temporality: 'current' | 'historical';
+  experiencer: 'patient' | 'other';
 }
 
 export interface FeedbackRecord {

@@ -189,7 +189,9 @@ export class FeedbackStore {
     const current = this.byId.get(d.documentId);
     if (current) {
       if (d.createdAt < current.createdAt) return { outcome: 'stale', document: current };
-      const same = current.createdAt === d.createdAt && current.text === d.text && JSON.stringify(current.entities) === JSON.stringify(d.entities);
+      // The stored spans only (a Feedback v2 entity also carries the annotator's assertion, not kept here).
+      const spans = d.entities.map((e) => ({ start: e.start, end: e.end, text: e.text, type: e.type }));
+      const same = current.createdAt === d.createdAt && current.text === d.text && JSON.stringify(current.entities) === JSON.stringify(spans);
       if (same) return { outcome: 'unchanged', document: current };
     }
     const problems = check ? check(d) : [];

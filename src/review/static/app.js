@@ -1,7 +1,7 @@
 // The review page: one document at a time, its entities highlighted by type; correction by mouse and
 // keyboard; the complete corrected list submitted as one Feedback record. No inline script: the page's
 // Content-Security-Policy allows scripts from this origin only. Offsets are UTF-16 code units.
-import { addSpan, cells, normaliseRange, nextBoundary, nudge, prevBoundary } from '/offsets.js';
+import { ASSERTION_VALUES, addSpan, cells, normaliseRange, nextBoundary, nudge, prevBoundary } from '/offsets.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -41,7 +41,7 @@ function typeClass(type) {
 }
 
 function serialise(entities) {
-  return JSON.stringify(entities.map((e) => [e.start, e.end, e.type]));
+  return JSON.stringify(entities.map((e) => [e.start, e.end, e.type, e.assertion ? [e.assertion.polarity, e.assertion.certainty, e.assertion.temporality, e.assertion.experiencer] : null]));
 }
 
 function edited() {
@@ -220,7 +220,26 @@ function paintSelection() {
   }
 }
 
+const ASSERTION_KEYS = { p: 'polarity', c: 'certainty', h: 'temporality', o: 'experiencer' };
+
+function paintAssertion(index) {
+  const e = state.entities[index];
+  $('assertion').disabled = !e;
+  for (const box of $('assertion').querySelectorAll('input')) box.checked = Boolean(e?.assertion && e.assertion[box.dataset.key] === box.dataset.on);
+}
+
+/** Flips one assertion property of entity `index` (an entity the stage did not assess starts from the defaults). */
+function toggleAssertion(index, key) {
+  const e = state.entities[index];
+  if (!e) return say('no entity chosen');
+  const [first, second] = ASSERTION_VALUES[key];
+  const current = e.assertion ?? { polarity: 'present', certainty: 'certain', temporality: 'current', experiencer: 'patient', triggers: [] };
+  const assertion = { ...current, [key]: current[key] === second ? first : second };
+  change(state.entities.map((o, i) => (i === index ? { ...o, assertion, origin: 'reviewer' } : o)), `${e.text}: ${key} ${assertion[key]}`, index);
+}
+
 function showDetails(index) {
+  paintAssertion(index);
   const box = $('details');
   const e = state.entities[index];
   if (!e) {
@@ -307,7 +326,12 @@ function remove(index) {
 async function submit(accepting) {
   if (!state.item) return;
   if (accepting && edited()) return say('there are corrections: use Submit corrections');
-  const entities = state.entities.map((e) => ({ start: e.start, end: e.end, type: e.type }));
+  const entities = state.entities.map((e) => ({
+    start: e.start,
+    end: e.end,
+    type: e.type,
+    assertion: e.assertion ? { polarity: e.assertion.polarity, certainty: e.assertion.certainty, temporality: e.assertion.temporality, experiencer: e.assertion.experiencer } : null,
+  }));
   $('submit').disabled = true;
   try {
     const { ok, body } = await api(`/api/items/${encodeURIComponent(state.item.reviewId)}/submit`, { method: 'POST', body: JSON.stringify({ entities }) });
@@ -335,6 +359,7 @@ function onTextKey(event) {
     const type = typeForDigit(event.key);
     if (type) retype(index, type);
     else if (event.key === 'Delete' || event.key === 'Backspace') remove(index);
+    else if (ASSERTION_KEYS[event.key] && !event.ctrlKey && !event.altKey) toggleAssertion(index, ASSERTION_KEYS[event.key]);
     else if ((event.key === 'ArrowLeft' || event.key === 'ArrowRight') && (event.altKey || event.shiftKey)) move(index, event.altKey ? 'start' : 'end', event.key === 'ArrowLeft' ? -1 : 1);
     else if (event.key === 'Escape') {
       state.caret = state.entities[index].start;
@@ -397,6 +422,7 @@ async function main() {
   $('end-left').addEventListener('click', () => move(state.focused, 'end', -1));
   $('end-right').addEventListener('click', () => move(state.focused, 'end', 1));
   $('delete').addEventListener('click', () => remove(state.focused));
+  for (const box of $('assertion').querySelectorAll('input')) box.addEventListener('change', () => toggleAssertion(state.focused, box.dataset.key));
   $('undo').addEventListener('click', undo);
   $('accept').addEventListener('click', () => submit(true));
   $('submit').addEventListener('click', () => submit(false));

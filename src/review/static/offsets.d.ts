@@ -20,3 +20,9 @@ export function overlaps(a: Range, b: Range): boolean;
 export function addSpan<T extends SpanLike>(text: string, entities: readonly T[], start: number, end: number, type: string): { entities: (T | SpanLike)[]; index: number } | null;
 export function nudge<T extends SpanLike>(text: string, entities: readonly T[], index: number, edge: 'start' | 'end', dir: -1 | 1): T[] | null;
 export function entityProblems(text: string, entities: unknown, types: readonly string[], maxEntities: number): string[];
+export const ASSERTION_VALUES: {
+  polarity: readonly ['present', 'absent'];
+  certainty: readonly ['certain', 'possible'];
+  temporality: readonly ['current', 'historical'];
+  experiencer: readonly ['patient', 'other'];
+};

@@ -2,6 +2,14 @@
 // validation of a submission. Offsets are UTF-16 code units of the document text, [start, end), as in
 // EntityAnnotations and Feedback; a boundary never falls between the two halves of a surrogate pair.
 
+/** The values of each assertion property (schemas/Feedback.avsc, GoldAssertion); the first is the default. */
+export const ASSERTION_VALUES = {
+  polarity: ['present', 'absent'],
+  certainty: ['certain', 'possible'],
+  temporality: ['current', 'historical'],
+  experiencer: ['patient', 'other'],
+};
+
 /** @param {number} c */
 function isHigh(c) {
   return c >= 0xd800 && c <= 0xdbff;
@@ -90,7 +98,8 @@ export function nudge(text, entities, index, edge, dir) {
 
 /**
  * Every problem with a submitted entity list (empty: valid), without quoting the text: offsets in
- * range, integral, not splitting a surrogate pair, a known type, no two entities overlapping.
+ * range, integral, not splitting a surrogate pair, a known type, an assertion (optional) of known
+ * values, no two entities overlapping.
  */
 export function entityProblems(text, entities, types, maxEntities) {
   const problems = [];
@@ -105,6 +114,14 @@ export function entityProblems(text, entities, types, maxEntities) {
     if (start < 0 || end > text.length || start >= end) return void problems.push(`entity ${i}: [${start}, ${end}) is not a non-empty range of the text (length ${text.length})`);
     if (splitsPair(text, start) || splitsPair(text, end)) problems.push(`entity ${i}: [${start}, ${end}) splits a surrogate pair`);
     if (typeof type !== 'string' || !known.has(type)) problems.push(`entity ${i}: type is not one of ${[...known].join(', ')}`);
+    if (e.assertion !== undefined && e.assertion !== null) {
+      if (typeof e.assertion !== 'object') problems.push(`entity ${i}: assertion must be an object or null`);
+      else {
+        for (const [key, symbols] of Object.entries(ASSERTION_VALUES)) {
+          if (!symbols.includes(e.assertion[key])) problems.push(`entity ${i}: assertion.${key} must be one of ${symbols.join(', ')}`);
+        }
+      }
+    }
     sorted.push({ start, end, i });
   });
   sorted.sort(byStart);

@@ -4,8 +4,10 @@
  *   - documents and the stage's entity records (one paged over two records, one in an aborted
  *     transaction that must never show) are joined into the queue, least confident first;
  *   - a reviewer signs in, corrects 高血 -> 高血压 with the keyboard only and submits; the Feedback
- *     record read back from Kafka is the corrected complete list, with the reviewer's id and the model
- *     version seen; submitting the same review again makes no second record;
+ *     record read back from Kafka is the corrected complete list (with the stage's assertion), with
+ *     the reviewer's id and the model version seen; on the next document the keyboard adds a span over
+ *     a surrogate pair and marks an entity historical, and a mouse selection maps to its offsets;
+ *     submitting the same review again makes no second record;
  *   - requests without a reviewer are refused, and so are cross-site writes (a page on another site
  *     posting with the reviewer's cookie, a request with a foreign Origin and a valid CSRF token);
  *   - the queue survives a restart of the process.
@@ -28,6 +30,8 @@ import { Collector, TestProducer, createTopics, tempDir, testKafka, testNames, t
 
 // The functions given to page.evaluate run in the browser; the project's typings are Node's only.
 declare const document: any;
+declare const window: any;
+declare const MouseEvent: any;
 
 const BIN = path.join(REPO_ROOT, 'bin/rmbert.js');
 const CHROMIUM = process.env.RMBERT_TEST_CHROMIUM ?? '/usr/bin/chromium';
@@ -39,6 +43,7 @@ const TEXT_A = '否认高血压，头昏3天。';
 // 𠮷 is a surrogate pair: the offsets after it are UTF-16 code units, one more than the characters.
 const TEXT_B = '患者𠮷腹痛，有糖尿病史。';
 const TEXT_C = '咳嗽两周。';
+const TEXT_D = '恶心呕吐一天。';
 
 let names: TestNames;
 let kafka: Kafka;
@@ -154,6 +159,7 @@ before(async () => {
     { id: 'doc-a', text: TEXT_A, createdAt: 1_700_000_000_000 },
     { id: 'doc-b', text: TEXT_B, createdAt: 1_700_000_000_100 },
     { id: 'doc-c', text: TEXT_C, createdAt: 1_700_000_000_200 },
+    { id: 'doc-d', text: TEXT_D, createdAt: 1_700_000_000_300 },
   ];
   const producer = await TestProducer.connect(kafka);
   await producer.documents(names.input, docs.map((d) => ({ ...d, sourceSystem: 'test', patientRef: 'PATIENT-0042', language: 'zh', section: null })));
@@ -180,6 +186,7 @@ before(async () => {
     ],
     true,
   );
+  await send([annotations('doc-d', docs[3].createdAt, [[0, 2, '恶心', 'Symptom', 0.97], [2, 4, '呕吐', 'Symptom', 0.96]])], true);
   await tx.disconnect();
 
   feedback = await Collector.start(kafka, names.feedback, (b) => codecs().feedback.decode(b));
@@ -202,11 +209,11 @@ after(async () => {
 let page: Page;
 
 test('the queue joins committed documents and entities (paged ones too), least confident first; nothing from an aborted transaction', async () => {
-  const queue = await waitFor('two documents in the queue', async () => {
+  const queue = await waitFor('three documents in the queue', async () => {
     const { body } = await api('/api/queue');
-    return body?.counts.waiting >= 2 && body;
+    return body?.counts.waiting >= 3 && body;
   });
-  assert.deepEqual(queue.items.map((i: { documentId: string }) => i.documentId), ['doc-a', 'doc-b']);
+  assert.deepEqual(queue.items.map((i: { documentId: string }) => i.documentId), ['doc-a', 'doc-b', 'doc-d']);
   assert.equal(queue.items[1].entityCount, 2, 'both parts of doc-b');
   assert.equal(queue.counts.pendingDocuments, 1, 'doc-c waits: its entities were aborted');
   const b = await api(`/api/items/${queue.items[1].reviewId}`);
@@ -238,7 +245,7 @@ test('a reviewer signs in, corrects 高血 to 高血压 with the keyboard and su
   await page.keyboard.press('Enter');
   await page.waitForSelector('body[data-ready="true"]', { timeout: 30_000 });
   assert.equal(await page.$eval('#text', (el) => el.textContent), TEXT_A, 'doc-a, the least confident, opens first');
-  assert.match(await page.$eval('#progress', (el) => el.textContent ?? ''), /0 reviewed · 2 waiting/);
+  assert.match(await page.$eval('#progress', (el) => el.textContent ?? ''), /0 reviewed · 3 waiting/);
   assert.deepEqual(await page.$$eval('#legend span', (els) => els.map((e) => e.textContent)), ['1 Disease', '2 Symptom', '3 BodyPart', '4 Examine', '5 Cure']);
   assert.deepEqual(await page.$$eval('#text mark', (els) => els.map((e) => e.getAttribute('aria-label'))), ['高血: Disease, score 0.41, absent certain current patient', '头昏: Symptom, score 0.93']);
 
@@ -279,15 +286,16 @@ test('a reviewer signs in, corrects 高血 to 高血压 with the keyboard and su
     documentId: 'doc-a',
     text: TEXT_A,
     entities: [
-      { start: 2, end: 5, text: '高血压', type: 'Disease' },
-      { start: 6, end: 8, text: '头昏', type: 'Symptom' },
+      // The stage's assertion (negated by 否认) goes with the corrected span: the reviewer left it as it was.
+      { start: 2, end: 5, text: '高血压', type: 'Disease', assertion: { polarity: 'absent', certainty: 'certain', temporality: 'current', experiencer: 'patient' } },
+      { start: 6, end: 8, text: '头昏', type: 'Symptom', assertion: null },
     ],
     annotator: REVIEWER,
     modelVersionSeen: MODEL,
   });
   // The page moved on to the next document; the progress counts say so.
   await page.waitForFunction(() => document.getElementById('text')?.textContent?.startsWith('患者'), { timeout: 10_000 });
-  assert.match(await page.$eval('#progress', (el) => el.textContent ?? ''), /1 reviewed · 1 waiting/);
+  assert.match(await page.$eval('#progress', (el) => el.textContent ?? ''), /1 reviewed · 2 waiting/);
   assert.deepEqual(errors, []);
 
   // The same review submitted again (a retry): answered as sent, no second record.
@@ -297,10 +305,59 @@ test('a reviewer signs in, corrects 高血 to 高血压 with the keyboard and su
   assert.ok(!reviewIdA.items.some((i) => i.documentId === 'doc-a'));
 });
 
+test('keyboard only: a span added over a surrogate pair, an assertion toggled, a mouse selection undone; submitted', async () => {
+  assert.equal(await page.$eval('#text', (el) => el.textContent), TEXT_B);
+  await page.focus('#text');
+  await page.keyboard.press('Home');
+  await page.keyboard.press('ArrowRight');
+  await page.keyboard.press('ArrowRight');
+  await page.keyboard.down('Shift');
+  await page.keyboard.press('ArrowRight');
+  await page.keyboard.up('Shift');
+  assert.equal(await page.$eval('#status', (el) => el.textContent), 'selected 𠮷', 'one press selects the whole pair');
+  await page.keyboard.press('3');
+  assert.deepEqual(await page.$$eval('#text mark', (els) => els.map((e) => e.getAttribute('aria-label'))), ['𠮷: BodyPart, added by you', '腹痛: Symptom, score 0.70', '糖尿病: Disease, score 0.88']);
+  // Tab to 糖尿病 (the third entity) and mark it historical with h.
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), '糖尿病');
+  await page.keyboard.press('h');
+  assert.equal(await page.$eval('#a-temporality', (el) => (el as unknown as { checked: boolean }).checked), true);
+  assert.match(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), /糖尿病: Disease, score 0.88, present certain historical patient/);
+  // A mouse selection of 有 (offset 7) mapped to its offsets, added with the button, then undone.
+  await page.evaluate(() => {
+    const cell = document.querySelector('#text span[data-start="7"]');
+    const range = document.createRange();
+    range.setStart(cell.firstChild, 0);
+    range.setEnd(cell.firstChild, 1);
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    document.getElementById('text').dispatchEvent(new MouseEvent('mouseup', { bubbles: true }));
+  });
+  assert.equal(await page.$eval('#status', (el) => el.textContent), 'selected 有: press a digit or Add span');
+  await page.click('#add');
+  assert.deepEqual(await page.$$eval('#text mark', (els) => els.map((e) => e.textContent)), ['𠮷', '腹痛', '有', '糖尿病']);
+  await page.click('#undo');
+  assert.deepEqual(await page.$$eval('#text mark', (els) => els.map((e) => e.textContent)), ['𠮷', '腹痛', '糖尿病']);
+  await page.focus('#text');
+  await page.keyboard.down('Control');
+  await page.keyboard.press('Enter');
+  await page.keyboard.up('Control');
+  const items = await feedback!.waitFor(2, 30_000);
+  assert.equal(items.length, 2);
+  assert.equal(items[1].key, 'doc-b');
+  assert.deepEqual(plain(items[1].record.entities), [
+    { start: 2, end: 4, text: '𠮷', type: 'BodyPart', assertion: null },
+    { start: 4, end: 6, text: '腹痛', type: 'Symptom', assertion: null },
+    { start: 8, end: 11, text: '糖尿病', type: 'Disease', assertion: { polarity: 'present', certainty: 'certain', temporality: 'historical', experiencer: 'patient' } },
+  ]);
+});
+
 test('cross-site writes are refused: a page on another site posting with the cookie, a foreign Origin with a valid CSRF token', async () => {
   const { body } = await api('/api/queue');
   const target = body.items[0];
-  assert.equal(target.documentId, 'doc-b');
+  assert.equal(target.documentId, 'doc-d');
   const submitUrl = `${review!.url}/api/items/${target.reviewId}/submit`;
   // Another site (localhost is another site than 127.0.0.1) whose script and form post to the page.
   attacker = createServer((_req, res) => {
@@ -329,10 +386,10 @@ test('cross-site writes are refused: a page on another site posting with the coo
   assert.equal(noCsrf.status, 403);
 
   const after = await api('/api/queue');
-  assert.equal(after.body.counts.waiting, 1, 'doc-b still waits');
-  assert.equal(after.body.counts.reviewed, 1);
+  assert.equal(after.body.counts.waiting, 1, 'doc-d still waits');
+  assert.equal(after.body.counts.reviewed, 2);
   await new Promise((r) => setTimeout(r, 1500));
-  assert.equal(feedback!.items.length, 1, 'no record from the cross-site attempts');
+  assert.equal(feedback!.items.length, 2, 'no record from the cross-site attempts');
   for (const line of review!.lines) assert.ok(!line.includes('高血') && !line.includes('糖尿病') && !line.includes('PATIENT-0042'), `no text in the log: ${line}`);
 });
 
@@ -342,12 +399,12 @@ test('the queue survives a restart; a repeated submission after it makes no seco
   review = await startReview(stateDir);
   const { body } = await api('/api/queue');
   assert.equal(body.counts.waiting, 1);
-  assert.equal(body.counts.reviewed, 1);
-  assert.equal(body.items[0].documentId, 'doc-b');
+  assert.equal(body.counts.reviewed, 2);
+  assert.equal(body.items[0].documentId, 'doc-d');
   const item = (await api(`/api/items/${body.items[0].reviewId}`)).body;
-  // 糖尿病 starts at UTF-16 offset 8 (the pair 𠮷 counts two).
-  assert.equal(item.text.slice(8, 11), '糖尿病');
-  const entities = [{ start: 4, end: 6, type: 'Symptom' }, { start: 8, end: 11, type: 'Disease' }];
+  assert.equal(item.text, TEXT_D);
+  // A scripted reviewer (Bearer token, no CSRF needed): 恶心呕吐 is one symptom here.
+  const entities = [{ start: 0, end: 4, type: 'Symptom' }];
   const first = await api(`/api/items/${body.items[0].reviewId}/submit`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ entities }) });
   assert.equal(first.status, 200, JSON.stringify(first.body));
   const again = await api(`/api/items/${body.items[0].reviewId}/submit`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ entities }) });
@@ -355,11 +412,8 @@ test('the queue survives a restart; a repeated submission after it makes no seco
   assert.equal(again.body.repeated, true);
   const other = await api(`/api/items/${body.items[0].reviewId}/submit`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ entities: [] }) });
   assert.equal(other.status, 409);
-  await feedback!.waitFor(2, 30_000);
+  await feedback!.waitFor(3, 30_000);
   await new Promise((r) => setTimeout(r, 1500));
-  assert.equal(feedback!.items.length, 2);
-  assert.deepEqual(plain(feedback!.items[1].record.entities), [
-    { start: 4, end: 6, text: '腹痛', type: 'Symptom' },
-    { start: 8, end: 11, text: '糖尿病', type: 'Disease' },
-  ]);
+  assert.equal(feedback!.items.length, 3);
+  assert.deepEqual(plain(feedback!.items[2].record), { documentId: 'doc-d', text: TEXT_D, entities: [{ start: 0, end: 4, text: '恶心呕吐', type: 'Symptom', assertion: null }], annotator: REVIEWER, modelVersionSeen: MODEL, createdAt: feedback!.items[2].record.createdAt });
 });

@@ -72,6 +72,10 @@ test('submitted lists are checked: range, integers, pairs, types, overlaps, coun
   assert.match(entityProblems(TEXT, [{ start: 4, end: 6, type: 'Drug' }], types, 10).join(), /type is not one of/);
   assert.match(entityProblems(TEXT, [{ start: 4, end: 6, type: 'Disease' }, { start: 5, end: 7, type: 'Symptom' }], types, 10).join(), /overlap/);
   assert.match(entityProblems(TEXT, 'x', types, 10).join(), /must be a list/);
+  const negated = { polarity: 'absent', certainty: 'certain', temporality: 'current', experiencer: 'patient' };
+  assert.deepEqual(entityProblems(TEXT, [{ start: 4, end: 7, type: 'Disease', assertion: negated }, { start: 0, end: 2, type: 'Disease', assertion: null }], types, 10), []);
+  assert.match(entityProblems(TEXT, [{ start: 4, end: 7, type: 'Disease', assertion: { ...negated, experiencer: 'family' } }], types, 10).join(), /assertion.experiencer must be one of patient, other/);
+  assert.match(entityProblems(TEXT, [{ start: 4, end: 7, type: 'Disease', assertion: 'absent' }], types, 10).join(), /assertion must be an object or null/);
   assert.match(entityProblems(TEXT, [{ start: 0, end: 1, type: 'Disease' }, { start: 1, end: 2, type: 'Disease' }], types, 1).join(), /more than 1/);
   // No problem message quotes the text.
   for (const p of entityProblems(TEXT, [{ start: 3, end: 7, type: 'Drug' }], types, 10)) assert.ok(!p.includes('高'), p);

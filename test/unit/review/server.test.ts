@@ -124,7 +124,7 @@ test('a review makes one record: a double click, a retry and a resubmission neve
   assert.deepEqual(record, {
     documentId: 'doc-1',
     text: TEXT,
-    entities: [{ start: 2, end: 5, text: '高血压', type: 'Disease' }, { start: 6, end: 8, text: '头昏', type: 'Symptom' }],
+    entities: [{ start: 2, end: 5, text: '高血压', type: 'Disease', assertion: null }, { start: 6, end: 8, text: '头昏', type: 'Symptom', assertion: null }],
     annotator: 'r-one',
     modelVersionSeen: 'm1',
     createdAt: 1234,
@@ -184,4 +184,20 @@ test('an authenticating proxy\'s header names a pseudonymous reviewer; its brows
   const ok = await app.inject({ method: 'POST', url, payload: { entities: FIXED }, headers: { ...headers, 'x-csrf-token': session.csrfToken } });
   assert.equal(ok.statusCode, 200, ok.body);
   assert.equal((JSON.parse(port.sent[0].value.toString()) as FeedbackOut).annotator, session.reviewer);
+});
+
+test("the reviewer's assertion of an entity is carried (Feedback v2), is part of what makes a review the same, and is checked", async () => {
+  const { app, reviewId, port } = setup();
+  const headers = { authorization: `Bearer ${TOKEN}` };
+  const url = `/api/items/${reviewId}/submit`;
+  const negated = { polarity: 'absent', certainty: 'certain', temporality: 'current', experiencer: 'patient' };
+  const bad = await app.inject({ method: 'POST', url, payload: { entities: [{ ...FIXED[0], assertion: { ...negated, polarity: 'maybe' } }] }, headers });
+  assert.equal(bad.statusCode, 400);
+  assert.match(bad.json().problems.join(), /assertion.polarity must be one of present, absent/);
+  const ok = await app.inject({ method: 'POST', url, payload: { entities: [{ ...FIXED[0], assertion: { ...negated, triggers: [{ start: 0, end: 2 }] } }, FIXED[1]] }, headers });
+  assert.equal(ok.statusCode, 200, ok.body);
+  const record = JSON.parse(port.sent[0].value.toString()) as FeedbackOut;
+  assert.deepEqual(record.entities.map((e) => e.assertion), [negated, null]);
+  const otherAssertion = await app.inject({ method: 'POST', url, payload: { entities: [{ ...FIXED[0], assertion: { ...negated, polarity: 'present' } }, FIXED[1]] }, headers });
+  assert.equal(otherAssertion.statusCode, 409);
 });
