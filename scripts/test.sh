@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (`npm test` runs it):
 #   1. npm ci when node_modules is missing (ONNXRUNTIME_NODE_INSTALL=skip: no download of CUDA parts)
-#   2. typecheck (tsc --noEmit) and lint (eslint): either failing fails the run
+#   2. typecheck (tsc --noEmit), lint (eslint) and the import rules (dependency-cruiser, .dependency-cruiser.cjs):
+#      any failing fails the run
 #   3. scripts/infra.sh up: real Kafka and Neo4j on loopback (kept if they were already running)
 #   4. the Python training path's tests (python/tests, pytest in .venv, set up by scripts/setup-python.sh)
 #   5. node's test runner over test/unit/**/*.test.ts and test/integration/**/*.test.ts (the review page's
@@ -14,8 +15,8 @@
 #                                            paths under python/ go to pytest)
 #
 # Environment: RMBERT_TEST_CONCURRENCY (test files run at once, default 2),
-# RMBERT_TEST_TIMEOUT_MS (per test, default 900000), RMBERT_TEST_SKIP_CHECKS=1 (skip typecheck and
-# lint, for a quick local loop), plus the port variables of scripts/infra.sh.
+# RMBERT_TEST_TIMEOUT_MS (per test, default 900000), RMBERT_TEST_SKIP_CHECKS=1 (skip typecheck,
+# lint and import rules, for a quick local loop), plus the port variables of scripts/infra.sh.
 # The runner's summary is the last thing printed: CI reads it.
 set -uo pipefail
 
@@ -66,11 +67,13 @@ if [[ ! -d node_modules ]]; then
   ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL:-skip} npm ci || exit 1
 fi
 if [[ ${RMBERT_TEST_SKIP_CHECKS:-0} != 1 ]]; then
-  (($# > 0)) && say "typecheck and lint of the whole project first (RMBERT_TEST_SKIP_CHECKS=1 skips them)"
+  (($# > 0)) && say "typecheck, lint and import rules of the whole project first (RMBERT_TEST_SKIP_CHECKS=1 skips them)"
   say "typecheck: npx tsc -p tsconfig.json --noEmit"
   npx tsc -p tsconfig.json --noEmit || { say "typecheck failed" >&2; exit 1; }
   say "lint: npx eslint ."
   npx eslint . || { say "lint failed" >&2; exit 1; }
+  say "import rules: npx depcruise src --config .dependency-cruiser.cjs"
+  npx depcruise src --config .dependency-cruiser.cjs || { say "import rules broken (see the rule names above and .dependency-cruiser.cjs)" >&2; exit 1; }
 fi
 
 # ---- servers
