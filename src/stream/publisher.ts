@@ -78,6 +78,8 @@ export class TransactionalPublisher {
     private readonly logger: Logger,
     /** Records are sent in groups that fit these (src/stream/fit.ts). */
     private readonly limits: ProduceLimits = fixedLimits(KAFKA_DEFAULT_MAX_MESSAGE_BYTES),
+    /** The consumer group whose offsets the transactions commit (the heavy-document lane has its own). */
+    private readonly groupId: string = config.groupId,
   ) {}
 
   private transactionalId(topic: string, partition: number): string {
@@ -166,7 +168,7 @@ export class TransactionalPublisher {
         for (const group of chunkSends(messages, this.limits.maxMessageBytes(topic))) await transaction.send({ topic, messages: group, acks: -1 });
       }
       await transaction.sendOffsets({
-        consumerGroupId: this.config.groupId,
+        consumerGroupId: this.groupId,
         topics: [{ topic: inputTopic, partitions: [{ partition, offset: content.nextOffset.toString() }] }],
       });
       await transaction.commit();
@@ -238,7 +240,7 @@ export class TransactionalPublisher {
         }
         this.admin = admin;
       }
-      const [entry] = await this.admin.fetchOffsets({ groupId: this.config.groupId, topics: [topic] });
+      const [entry] = await this.admin.fetchOffsets({ groupId: this.groupId, topics: [topic] });
       const p = entry?.partitions.find((x) => x.partition === partition);
       if (!p || p.offset === '-1') return null;
       return BigInt(p.offset);

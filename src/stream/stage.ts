@@ -2,11 +2,18 @@
  * The streaming stage: a kafkajs consumer group on the input topic, micro-batches through the
  * pipeline, results and dead letters published with the input offsets in one transaction.
  *
- * Micro-batches close on count, bytes or time, whichever comes first: the broker holds a fetch until
- * a micro-batch's worth of bytes is there or `batch.maxWaitMs` has passed, and the stage cuts what
- * arrives into micro-batches of at most `batch.maxRecords` records and `batch.maxBytes` bytes.
+ * Micro-batches close on count, bytes, characters or time, whichever comes first: the broker holds a
+ * fetch until a micro-batch's worth of bytes is there or `batch.maxWaitMs` has passed, and the stage
+ * cuts what arrives into micro-batches of at most `batch.maxRecords` records, `batch.maxBytes` bytes
+ * and `batch.maxChars` characters of document text (the cost: inference time grows with the text).
+ *
+ * Two lanes. Offsets are committed in order per partition, so one heavy document (100k characters:
+ * tens of seconds of inference on 2 cores) would hold every document behind it. A document of at
+ * least `heavy.minChars` characters is therefore forwarded, as is, to the heavy topic inside its
+ * micro-batch's transaction (exactly once, like an output), and annotated by a second consumer of this
+ * process on that topic, whose engine calls yield to the normal lane's (src/pipeline/turns.ts).
  */
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Message } from 'kafkajs';
+import type { Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Message } from 'kafkajs';
 import type { StageConfig } from '../config/index.ts';
 import type { Document } from '../domain/index.ts';
 import { ModelError, RmBertError, withRetry } from '../errors/index.ts';
@@ -16,6 +23,7 @@ import { safeErrorMessage } from '../pipeline/logging.ts';
 import { ModelDirectoryWatcher, ModelSwitcher, type ModelCatalog } from '../pipeline/model-swap.ts';
 import { NO_STAGE_METRICS, type AssertionAssessor, type KnowledgeSource, type Logger, type ModelLoader, type ModelRequest, type StageMetrics } from '../pipeline/ports.ts';
 import { BatchProcessor, type BatchResult } from '../pipeline/processor.ts';
+import { EngineTurns, onTurns, type Lane } from '../pipeline/turns.ts';
 import { codecs, InvalidUtf8Error, type DeadLetterRecord } from './codecs.ts';
 import { DEAD_LETTER_PREFIX_BYTES, fitAnnotations, fitDeadLetter, truncatedDeadLetter } from './fit.ts';
 import { createKafka } from './kafka.ts';
@@ -73,6 +81,8 @@ const REJOIN = new Set(['REBALANCE_IN_PROGRESS', 'NOT_COORDINATOR_FOR_GROUP', 'I
 
 export interface StageCounters {
   recordsIn: number;
+  /** Records forwarded to the heavy-document lane (each is counted in recordsIn once, and its output in recordsOut). */
+  forwardedHeavy: number;
   recordsOut: number;
   deadLettered: number;
   microBatches: number;
@@ -96,7 +106,7 @@ interface Chunk {
   bytes: number;
 }
 
-/** What one input record turned into: its output records (annotation pages or one dead letter). */
+/** What one input record turned into: its output records (annotation pages, one dead letter, or the record forwarded to the heavy lane). */
 interface Unit {
   source: KafkaMessage;
   messages: { topic: string; message: Message }[];
@@ -106,7 +116,35 @@ interface Unit {
   dead: DeadLetterRecord | null;
   /** How often the broker refused this record's output (see publishUnits). */
   refused: number;
+  /** Forwarded to the heavy-document lane. */
+  forwarded: boolean;
 }
+
+/** One consumer of the stage with its own group, transactional producers and micro-batch limits. */
+interface LaneState {
+  name: Lane;
+  inputTopic: string;
+  groupId: string;
+  publisher: TransactionalPublisher;
+  consumer: Consumer | null;
+  joined: boolean;
+  /** Input partitions taken over (producer fenced, committed offset checked) since the last group join. */
+  takenOver: Set<number>;
+  /** Serialises the producers' release on a rebalance with the next batch's takeover. */
+  rejoined: Promise<void>;
+  /** Documents of at least this many characters are forwarded to the heavy lane (Infinity: none). */
+  forwardFromChars: number;
+  maxRecords: number;
+  /** While a fetched batch is being worked on: when it started, or the last commit in it (performance.now()), and its partition. */
+  workingSince: number | null;
+  workingPartition: number;
+}
+
+/** Header of a record forwarded to the heavy lane: where it came from (topic, partition, offset) and when it was produced there. */
+const SOURCE_HEADER = 'rmbert-source';
+
+
+type Decoded = { ok: true; doc: Document } | { ok: false; error: unknown };
 
 interface PreparedBatch {
   topic: string;
@@ -119,18 +157,25 @@ interface PreparedBatch {
   result: BatchResult;
 }
 
-/** Cuts a fetched batch into micro-batches of at most maxRecords records and maxBytes bytes (at least one record each). */
-export function cutMicroBatches(messages: readonly KafkaMessage[], maxRecords: number, maxBytes: number): Chunk[] {
+/**
+ * Cuts a fetched batch into micro-batches of at most maxRecords records, maxBytes bytes and maxCost
+ * cost (the stage's cost of a record: its text's characters), at least one record each.
+ */
+export function cutMicroBatches(messages: readonly KafkaMessage[], maxRecords: number, maxBytes: number, maxCost = Infinity, cost: (m: KafkaMessage) => number = () => 0): Chunk[] {
   const chunks: Chunk[] = [];
   let current: Chunk = { messages: [], bytes: 0 };
+  let currentCost = 0;
   for (const m of messages) {
     const size = (m.value?.length ?? 0) + (m.key?.length ?? 0);
-    if (current.messages.length > 0 && (current.messages.length >= maxRecords || current.bytes + size > maxBytes)) {
+    const c = cost(m);
+    if (current.messages.length > 0 && (current.messages.length >= maxRecords || current.bytes + size > maxBytes || currentCost + c > maxCost)) {
       chunks.push(current);
       current = { messages: [], bytes: 0 };
+      currentCost = 0;
     }
     current.messages.push(m);
     current.bytes += size;
+    currentCost += c;
   }
   if (current.messages.length > 0) chunks.push(current);
   return chunks;
@@ -148,28 +193,22 @@ class Stage implements StageHandle {
   private readonly processor: BatchProcessor;
   private readonly now: () => number;
   private kafka!: Kafka;
-  private consumer: Consumer | null = null;
-  private publisher: TransactionalPublisher | null = null;
+  private readonly lanes: LaneState[] = [];
+  private readonly turns = new EngineTurns();
+  /** Decoded input records, so that cutting micro-batches by characters and processing them decode once. */
+  private readonly decoded = new WeakMap<KafkaMessage, Decoded>();
   private updates: ModelUpdateListener | null = null;
   private limits!: ProduceLimits;
-  private joined = false;
   private stopping: Promise<{ clean: boolean }> | null = null;
   /** Output transactions aborted since the last commit, and the last one's error (class or Kafka error type). */
   private abortStreak = 0;
   private lastAbort = '';
-  /** While a fetched batch is being worked on: when it started, or the last commit in it (performance.now()), and its partition. */
-  private workingSince: number | null = null;
-  private workingPartition = -1;
   /** Aborted only when a stop overruns its deadline: cuts retry loops short. */
   private readonly hardStop = new AbortController();
   private get heartbeatIntervalMs(): number {
     return this.config.kafka.heartbeatIntervalMs;
   }
-  /** Input partitions taken over (producer fenced, committed offset checked) since the last group join. */
-  private readonly takenOver = new Set<number>();
-  /** Serialises the producers' release on a rebalance with the next batch's takeover. */
-  private rejoined: Promise<void> = Promise.resolve();
-  private readonly stats: StageCounters = { recordsIn: 0, recordsOut: 0, deadLettered: 0, microBatches: 0, transactionsAborted: 0 };
+  private readonly stats: StageCounters = { recordsIn: 0, forwardedHeavy: 0, recordsOut: 0, deadLettered: 0, microBatches: 0, transactionsAborted: 0 };
 
   constructor(
     private readonly config: StageConfig,
@@ -206,25 +245,27 @@ class Stage implements StageHandle {
 
   readiness(): Readiness {
     const checks = {
-      consumerJoined: this.joined,
+      consumerJoined: this.lanes.length > 0 && this.lanes.every((l) => l.joined),
       modelLoaded: this.models.loaded,
       modelUpdatesListening: this.updates?.listening ?? false,
       transactionsCommitting: this.abortStreak < NOT_READY_AFTER_ABORTS,
-      notStalled: this.stalledMs() === null,
+      notStalled: this.lanes.every((l) => this.stalledMs(l) === null),
       notStopping: this.stopping === null,
     };
     const ready = Object.values(checks).every(Boolean);
     const reasons: string[] = [];
     if (!checks.transactionsCommitting) reasons.push(`output transactions aborted ${this.abortStreak} times in a row (last: ${this.lastAbort}); retrying`);
-    const stalled = this.stalledMs();
-    if (stalled !== null) reasons.push(`no micro-batch committed for ${Math.round(stalled / 1000)} s while records of partition ${this.workingPartition} are in progress`);
+    for (const lane of this.lanes) {
+      const stalled = this.stalledMs(lane);
+      if (stalled !== null) reasons.push(`no micro-batch committed for ${Math.round(stalled / 1000)} s while records of partition ${lane.workingPartition} are in progress${lane.name === 'heavy' ? ' (heavy-document lane)' : ''}`);
+    }
     return reasons.length > 0 ? { ready, checks, reasons } : { ready, checks };
   }
 
   /** How long the work in progress has gone without a commit, when that is longer than the stall limit; else null. */
-  private stalledMs(): number | null {
-    if (this.workingSince === null) return null;
-    const idle = performance.now() - this.workingSince;
+  private stalledMs(lane: LaneState): number | null {
+    if (lane.workingSince === null) return null;
+    const idle = performance.now() - lane.workingSince;
     return idle > (this.deps.stalledAfterMs ?? STALLED_AFTER_MS) ? idle : null;
   }
 
@@ -249,15 +290,59 @@ class Stage implements StageHandle {
 
     this.kafka = this.deps.kafka ?? createKafka(config.kafka, this.log);
     if (config.createTopics) await ensureTopics(this.kafka, config, this.log);
-    this.limits = this.deps.produceLimits ?? (await readProduceLimits(this.kafka, [config.topics.output, config.topics.deadLetter], this.log));
-    this.publisher = new TransactionalPublisher(this.kafka, config, this.log, this.limits);
+    const heavyLane = config.heavy.minChars > 0;
+    const limitTopics = [config.topics.output, config.topics.deadLetter, ...(heavyLane ? [config.topics.heavy] : [])];
+    this.limits = this.deps.produceLimits ?? (await readProduceLimits(this.kafka, limitTopics, this.log));
 
+    this.lanes.push(this.newLane('normal', config.topics.input, config.groupId, heavyLane ? config.heavy.minChars : Infinity, config.batch.maxRecords));
+    // The heavy lane annotates one document per micro-batch, in its own group (its offsets are its own).
+    if (heavyLane) this.lanes.push(this.newLane('heavy', config.topics.heavy, `${config.groupId}.heavy`, Infinity, 1));
+    for (const lane of this.lanes) await this.connectLane(lane);
+
+    this.updates = await startModelUpdateListener(this.kafka, config, this.models, this.log);
+    if (this.deps.modelCatalog) {
+      this.watcher = new ModelDirectoryWatcher(this.deps.modelCatalog, this.models, config.model.pollIntervalMs, this.log);
+      this.watcher.start(initial.sha256 ?? null);
+    }
+
+    for (const lane of this.lanes) {
+      await lane.consumer!.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: 1,
+        eachBatch: (payload) => this.eachBatch(lane, payload),
+      });
+    }
+    this.log.info('stage started', { input: config.topics.input, output: config.topics.output, groupId: config.groupId, heavyTopic: heavyLane ? config.topics.heavy : null });
+  }
+
+  private newLane(name: Lane, inputTopic: string, groupId: string, forwardFromChars: number, maxRecords: number): LaneState {
+    return {
+      name,
+      inputTopic,
+      groupId,
+      publisher: new TransactionalPublisher(this.kafka, this.config, this.log, this.limits, groupId),
+      consumer: null,
+      joined: false,
+      takenOver: new Set(),
+      rejoined: Promise.resolve(),
+      forwardFromChars,
+      maxRecords,
+      workingSince: null,
+      workingPartition: -1,
+    };
+  }
+
+  private async connectLane(lane: LaneState): Promise<void> {
+    const { config } = this;
+    const normal = lane.name === 'normal';
     const consumer = this.kafka.consumer({
-      groupId: config.groupId,
+      groupId: lane.groupId,
       sessionTimeout: config.kafka.sessionTimeoutMs,
       rebalanceTimeout: config.kafka.rebalanceTimeoutMs,
       heartbeatInterval: this.heartbeatIntervalMs,
-      minBytes: config.batch.maxBytes,
+      // The heavy lane takes what is there: its records are few and large.
+      minBytes: normal ? config.batch.maxBytes : 1,
       maxBytes: Math.max(10 * 1024 * 1024, config.batch.maxBytes),
       maxBytesPerPartition: Math.max(1024 * 1024, config.batch.maxBytes),
       maxWaitTimeInMs: Math.max(1, config.batch.maxWaitMs),
@@ -267,51 +352,63 @@ class Stage implements StageHandle {
         initialRetryTime: config.kafka.initialRetryMs,
         maxRetryTime: config.kafka.maxRetryMs,
         restartOnFailure: async (error) => {
-          this.log.error('consumer failed; restarting it', { errorClass: error.name, error: safeErrorMessage(error) });
+          this.log.error('consumer failed; restarting it', { lane: lane.name, errorClass: error.name, error: safeErrorMessage(error) });
           return this.stopping === null;
         },
       },
     });
-    this.consumer = consumer;
+    lane.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
-      this.joined = true;
+      lane.joined = true;
       // A new generation: any partition may have had another owner meanwhile. Each is taken over again
       // before its next micro-batch (fence the previous owner's producer, skip what it committed).
-      this.takenOver.clear();
-      const publisher = this.publisher;
-      this.rejoined = this.rejoined.then(() => publisher?.releaseAll()).catch(() => undefined);
+      lane.takenOver.clear();
+      lane.rejoined = lane.rejoined.then(() => lane.publisher.releaseAll()).catch(() => undefined);
       this.updateReady();
-      const assigned = e.payload.memberAssignment[config.topics.input] ?? [];
-      this.log.info('joined consumer group', { groupId: config.groupId, partitions: assigned });
+      const assigned = e.payload.memberAssignment[lane.inputTopic] ?? [];
+      this.log.info('joined consumer group', { groupId: lane.groupId, lane: lane.name, partitions: assigned });
     });
     consumer.on(consumer.events.CRASH, (e) => {
-      this.joined = false;
+      lane.joined = false;
       this.updateReady();
       if (!e.payload.restart && this.stopping === null) {
-        this.log.error('consumer stopped for good', { error: safeErrorMessage(e.payload.error) });
+        this.log.error('consumer stopped for good', { lane: lane.name, error: safeErrorMessage(e.payload.error) });
         this.rejectFinished(e.payload.error);
       }
     });
     consumer.on(consumer.events.STOP, () => {
-      this.joined = false;
+      lane.joined = false;
       this.updateReady();
     });
     await consumer.connect();
-    await consumer.subscribe({ topic: config.topics.input, fromBeginning: true });
+    await consumer.subscribe({ topic: lane.inputTopic, fromBeginning: true });
+  }
 
-    this.updates = await startModelUpdateListener(this.kafka, config, this.models, this.log);
-    if (this.deps.modelCatalog) {
-      this.watcher = new ModelDirectoryWatcher(this.deps.modelCatalog, this.models, config.model.pollIntervalMs, this.log);
-      this.watcher.start(initial.sha256 ?? null);
+  /** The input record decoded (once: cutting micro-batches by characters needs the text's length). */
+  private decode(m: KafkaMessage): Decoded {
+    let d = this.decoded.get(m);
+    if (!d) {
+      try {
+        if (!m.value || m.value.length === 0) throw new RmBertError('record has no value');
+        d = { ok: true, doc: toDocument(codecs().emrDocument.decode(m.value)) };
+      } catch (error) {
+        d = { ok: false, error };
+      }
+      this.decoded.set(m, d);
     }
+    return d;
+  }
 
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 1,
-      eachBatch: (payload) => this.eachBatch(payload),
-    });
-    this.log.info('stage started', { input: config.topics.input, output: config.topics.output, groupId: config.groupId });
+  /** A record's cost in a micro-batch: its text's characters (0 for one that does not decode, or goes to the heavy lane). */
+  private cost(lane: LaneState, m: KafkaMessage): number {
+    const d = this.decode(m);
+    if (!d.ok) return 0;
+    const chars = d.doc.text.length;
+    return this.forwards(lane, chars) ? 0 : chars;
+  }
+
+  private forwards(lane: LaneState, chars: number): boolean {
+    return chars >= lane.forwardFromChars && chars <= this.config.maxTextChars;
   }
 
   /**
@@ -319,12 +416,12 @@ class Stage implements StageHandle {
    * round trips, little CPU), micro-batch k+1 is already being processed. Commits stay in order and one
    * at a time (one transaction per producer), and an offset is resolved only after its commit.
    */
-  private async eachBatch(payload: EachBatchPayload): Promise<void> {
+  private async eachBatch(lane: LaneState, payload: EachBatchPayload): Promise<void> {
     // A stop past its deadline must not wait for a micro-batch that may never end: eachBatch returns
     // at once, so that kafkajs can still leave the group (the member's partitions move without waiting
     // for its session to expire); what was in flight is not committed and is processed again.
     if (this.hardStop.signal.aborted) return;
-    const work = this.processBatch(payload);
+    const work = this.processBatch(lane, payload);
     work.catch(() => undefined);
     let onAbort = (): void => undefined;
     const aborted = new Promise<void>((resolve) => {
@@ -338,9 +435,9 @@ class Stage implements StageHandle {
     }
   }
 
-  private async processBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async processBatch(lane: LaneState, { batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const { topic, partition } = batch;
-    this.metrics.consumerLag(topic, partition, Number(batch.offsetLagLow()));
+    if (lane.name === 'normal') this.metrics.consumerLag(topic, partition, Number(batch.offsetLagLow()));
     let committing: Promise<void> | null = null;
     // A long micro-batch must not cost the group membership: heartbeat while it is processed too
     // (kafkajs sends one only when the interval has passed). A rebalance seen by one of these
@@ -353,20 +450,21 @@ class Stage implements StageHandle {
         }),
       this.heartbeatIntervalMs,
     );
-    // partitionsConsumedConcurrently is 1: one batch at a time, so one clock for stalls.
-    this.workingSince = performance.now();
-    this.workingPartition = partition;
+    // partitionsConsumedConcurrently is 1: one batch at a time per lane, so one clock for stalls.
+    lane.workingSince = performance.now();
+    lane.workingPartition = partition;
     try {
-      const messages = await this.skipCommitted(topic, partition, batch.messages, resolveOffset);
-      for (const chunk of cutMicroBatches(messages, this.config.batch.maxRecords, this.config.batch.maxBytes)) {
+      const messages = await this.skipCommitted(lane, topic, partition, batch.messages, resolveOffset);
+      const chunks = cutMicroBatches(messages, lane.maxRecords, this.config.batch.maxBytes, this.config.batch.maxChars, (m) => this.cost(lane, m));
+      for (const chunk of chunks) {
         if (!isRunning() || isStale() || rebalance !== null) break;
-        const prepared = await this.prepare(topic, partition, chunk);
+        const prepared = await this.prepare(lane, topic, partition, chunk);
         if (committing) await committing;
         const last = chunk.messages[chunk.messages.length - 1].offset;
-        committing = this.commit(prepared).then(() => {
-          this.workingSince = performance.now();
+        committing = this.commit(lane, prepared).then(() => {
+          lane.workingSince = performance.now();
           resolveOffset(last);
-          this.metrics.consumerLag(topic, partition, Number(BigInt(batch.highWatermark) - BigInt(last) - 1n));
+          if (lane.name === 'normal') this.metrics.consumerLag(topic, partition, Number(BigInt(batch.highWatermark) - BigInt(last) - 1n));
         });
         await heartbeat();
       }
@@ -376,7 +474,7 @@ class Stage implements StageHandle {
       try {
         if (committing) await committing;
       } finally {
-        this.workingSince = null;
+        lane.workingSince = null;
       }
     }
     // kafkajs rejoins the group when eachBatch throws a rebalance error, as when heartbeat() throws it.
@@ -387,16 +485,16 @@ class Stage implements StageHandle {
    * The first batch of a partition after a group join: takes the partition over (src/stream/publisher.ts
    * takeOver) and drops the records the previous owner committed after this member fetched them.
    */
-  private async skipCommitted(topic: string, partition: number, messages: KafkaMessage[], resolveOffset: (offset: string) => void): Promise<KafkaMessage[]> {
-    if (this.takenOver.has(partition) || messages.length === 0) return messages;
-    await this.rejoined;
-    const committed = await withRetry(() => this.publisher!.takeOver(topic, partition), this.retryOptions('partition takeover'));
-    this.takenOver.add(partition);
+  private async skipCommitted(lane: LaneState, topic: string, partition: number, messages: KafkaMessage[], resolveOffset: (offset: string) => void): Promise<KafkaMessage[]> {
+    if (lane.takenOver.has(partition) || messages.length === 0) return messages;
+    await lane.rejoined;
+    const committed = await withRetry(() => lane.publisher.takeOver(topic, partition), this.retryOptions('partition takeover'));
+    lane.takenOver.add(partition);
     if (committed === null || BigInt(messages[0].offset) >= committed) return messages;
     const kept = messages.filter((m) => BigInt(m.offset) >= committed);
     const skipped = messages.length - kept.length;
     resolveOffset((committed - 1n).toString());
-    this.log.info('skipped records the previous owner of the partition had committed', { partition, skipped, committedOffset: committed.toString() });
+    this.log.info('skipped records the previous owner of the partition had committed', { lane: lane.name, partition, skipped, committedOffset: committed.toString() });
     return kept;
   }
 
@@ -412,35 +510,58 @@ class Stage implements StageHandle {
     };
   }
 
+  /** Where a record came from: its own coordinates, or for one forwarded to the heavy lane, those it had in the input topic. */
+  private sourceOf(topic: string, partition: number, m: KafkaMessage): { topic: string; partition: number; offset: string; timestamp: number } {
+    const raw = m.headers?.[SOURCE_HEADER];
+    if (raw) {
+      try {
+        const s = JSON.parse(raw.toString()) as { topic: string; partition: number; offset: string; timestamp: number };
+        if (typeof s.topic === 'string' && Number.isInteger(s.partition) && typeof s.offset === 'string') return s;
+      } catch {
+        // Not ours: the record's own coordinates.
+      }
+    }
+    return { topic, partition, offset: m.offset, timestamp: Number(m.timestamp) };
+  }
+
   /** Decodes, runs the pipeline and encodes the records of one micro-batch (the CPU part). */
-  private async prepare(topic: string, partition: number, chunk: Chunk): Promise<PreparedBatch> {
+  private async prepare(lane: LaneState, topic: string, partition: number, chunk: Chunk): Promise<PreparedBatch> {
     const started = performance.now();
     const codec = codecs();
-    const units: Unit[] = chunk.messages.map((source) => ({ source, messages: [], outputs: 0, dead: null, refused: 0 }));
+    const units: Unit[] = chunk.messages.map((source) => ({ source, messages: [], outputs: 0, dead: null, refused: 0, forwarded: false }));
     const docs: Document[] = [];
     const docUnits: Unit[] = [];
     const t0 = performance.now();
     for (const unit of units) {
       const m = unit.source;
-      try {
-        if (!m.value || m.value.length === 0) throw new RmBertError('record has no value');
-        docs.push(toDocument(codec.emrDocument.decode(m.value)));
+      const src = this.sourceOf(topic, partition, m);
+      const decoded = this.decode(m);
+      this.decoded.delete(m);
+      if (decoded.ok) {
+        if (this.forwards(lane, decoded.doc.text.length)) {
+          const headers: IHeaders = { ...m.headers, [SOURCE_HEADER]: JSON.stringify({ topic, partition, offset: m.offset, timestamp: Number(m.timestamp) }) };
+          unit.messages = [{ topic: this.config.topics.heavy, message: { key: m.key, value: m.value, headers } }];
+          unit.forwarded = true;
+          continue;
+        }
+        docs.push(decoded.doc);
         docUnits.push(unit);
-      } catch (error) {
-        // Invalid UTF-8 is found while decoding (the decoder would otherwise turn it into U+FFFD): in
-        // the text it is an InvalidTextError as before; in any other field (the id, which keys the
-        // output) the document is invalid.
-        const cls =
-          error instanceof InvalidUtf8Error
-            ? error.field === 'text'
-              ? 'InvalidTextError'
-              : 'InvalidDocumentError'
-            : error instanceof RmBertError && error.name !== 'RmBertError'
-              ? error.name
-              : 'SchemaError';
-        this.setDead(unit, deadLetter({ topic, partition, offset: m.offset, key: m.key, value: m.value }, cls, safeErrorMessage(error), 'decode', this.now()));
-        this.log.warn('record dead-lettered', { partition, offset: m.offset, errorClass: cls, stage: 'decode' });
+        continue;
       }
+      const { error } = decoded;
+      // Invalid UTF-8 is found while decoding (the decoder would otherwise turn it into U+FFFD): in
+      // the text it is an InvalidTextError as before; in any other field (the id, which keys the
+      // output) the document is invalid.
+      const cls =
+        error instanceof InvalidUtf8Error
+          ? error.field === 'text'
+            ? 'InvalidTextError'
+            : 'InvalidDocumentError'
+          : error instanceof RmBertError && error.name !== 'RmBertError'
+            ? error.name
+            : 'SchemaError';
+      this.setDead(unit, deadLetter({ topic: src.topic, partition: src.partition, offset: src.offset, key: m.key, value: m.value }, cls, safeErrorMessage(error), 'decode', this.now()));
+      this.log.warn('record dead-lettered', { partition, offset: m.offset, errorClass: cls, stage: 'decode' });
     }
     const decodeMs = performance.now() - t0;
     this.metrics.stageSeconds('decode', decodeMs / 1000);
@@ -448,7 +569,8 @@ class Stage implements StageHandle {
     // Retriable failures (a model failing on every document) retry the micro-batch; a staged model may be installed in between.
     const result: BatchResult = await withRetry(async () => {
       await this.models.installStaged();
-      return this.processor.process(docs, this.models.current);
+      const model = this.lanes.length > 1 ? onTurns(this.models.current, this.turns, lane.name) : this.models.current;
+      return this.processor.process(docs, model);
     }, this.retryOptions('micro-batch'));
 
     const annotatedAt = this.now();
@@ -456,6 +578,7 @@ class Stage implements StageHandle {
     result.outcomes.forEach((outcome, i) => {
       const unit = docUnits[i];
       const m = unit.source;
+      const src = this.sourceOf(topic, partition, m);
       const doc = docs[i];
       if (outcome.ok) {
         try {
@@ -476,7 +599,7 @@ class Stage implements StageHandle {
       }
       if (!outcome.ok) {
         const cls = deadLetterClass(outcome.error);
-        this.setDead(unit, deadLetter({ topic, partition, offset: m.offset, key: m.key, value: m.value }, cls, safeErrorMessage(outcome.error, [doc.text, doc.patientRef]), outcome.stage, this.now()));
+        this.setDead(unit, deadLetter({ topic: src.topic, partition: src.partition, offset: src.offset, key: m.key, value: m.value }, cls, safeErrorMessage(outcome.error, [doc.text, doc.patientRef]), outcome.stage, this.now()));
         this.log.warn('record dead-lettered', { partition, offset: m.offset, documentId: doc.id, errorClass: cls, stage: outcome.stage });
       }
     });
@@ -496,36 +619,45 @@ class Stage implements StageHandle {
     if (fitted.truncated) this.log.warn('dead letter keeps a prefix of the original', { offset: unit.source.offset, originalBytes: record.originalLength });
     unit.dead = record;
     unit.outputs = 0;
+    unit.forwarded = false;
     unit.messages = [{ topic: this.config.topics.deadLetter, message: { key: fitted.key, value: fitted.value } }];
   }
 
   /** Publishes a prepared micro-batch with its offsets, retrying until it is in (or the stage is stopped hard). */
-  private async commit(p: PreparedBatch): Promise<void> {
+  private async commit(lane: LaneState, p: PreparedBatch): Promise<void> {
     const { partition, chunk, started, decodeMs, result } = p;
     const tp = performance.now();
-    await this.publishUnits(p.topic, partition, p.units);
+    await this.publishUnits(lane, p.topic, partition, p.units);
     const publishMs = performance.now() - tp;
     this.metrics.stageSeconds('publish', publishMs / 1000);
 
     const committedAt = this.now();
-    for (const m of chunk.messages) {
-      const ts = Number(m.timestamp);
+    for (const u of p.units) {
+      if (u.forwarded) continue;
+      // A record of the heavy lane: the time it was produced to the input topic.
+      const ts = this.sourceOf(p.topic, partition, u.source).timestamp;
       if (Number.isFinite(ts) && ts > 0) this.metrics.endToEndSeconds(Math.max(0, committedAt - ts) / 1000);
     }
     const outputs = p.units.reduce((n, u) => n + u.outputs, 0);
+    const forwarded = p.units.filter((u) => u.forwarded).length;
     const dead = p.units.flatMap((u) => (u.dead ? [u.dead.errorClass] : []));
-    this.stats.recordsIn += chunk.messages.length;
+    // A record of the heavy lane was counted in when it was forwarded.
+    const recordsIn = lane.name === 'normal' ? chunk.messages.length : 0;
+    this.stats.recordsIn += recordsIn;
+    this.stats.forwardedHeavy += forwarded;
     this.stats.recordsOut += outputs;
     this.stats.deadLettered += dead.length;
     this.stats.microBatches++;
-    this.metrics.recordsIn(chunk.messages.length);
+    this.metrics.recordsIn(recordsIn);
     this.metrics.recordsOut(outputs);
     for (const errorClass of dead) this.metrics.deadLettered(errorClass);
     this.metrics.microBatch(chunk.messages.length, chunk.bytes, (performance.now() - started) / 1000);
     this.log.debug('micro-batch committed', {
+      lane: lane.name,
       partition,
       records: chunk.messages.length,
       published: outputs,
+      forwardedHeavy: forwarded,
       deadLettered: dead.length,
       modelVersion: result.modelVersion,
       ms: Math.round(performance.now() - started),
@@ -543,17 +675,22 @@ class Stage implements StageHandle {
    * input record at fault is found; its output is replaced by a dead letter keeping a small prefix of
    * the original, then by one keeping none. Only a refusal of that last one stops the stage.
    */
-  private async publishUnits(topic: string, partition: number, units: Unit[]): Promise<void> {
+  private async publishUnits(lane: LaneState, topic: string, partition: number, units: Unit[]): Promise<void> {
     const nextOffset = BigInt(units[units.length - 1].source.offset) + 1n;
     const messages = new Map<string, Message[]>([
       [this.config.topics.output, []],
       [this.config.topics.deadLetter, []],
     ]);
-    for (const u of units) for (const { topic: t, message } of u.messages) messages.get(t)!.push(message);
+    for (const u of units) {
+      for (const { topic: t, message } of u.messages) {
+        if (!messages.has(t)) messages.set(t, []);
+        messages.get(t)!.push(message);
+      }
+    }
     try {
       await withRetry(async (attempt) => {
         try {
-          const outcome = await this.publisher!.commit({ messages, nextOffset, inputTopic: topic, partition }, { skipIfCommitted: attempt > 0 });
+          const outcome = await lane.publisher.commit({ messages, nextOffset, inputTopic: topic, partition }, { skipIfCommitted: attempt > 0 });
           if (outcome === 'already-committed') {
             this.log.info('the previous attempt had committed; not publishing again', { partition, nextOffset: nextOffset.toString() });
           }
@@ -572,18 +709,19 @@ class Stage implements StageHandle {
       if (units.length > 1) {
         const mid = Math.ceil(units.length / 2);
         this.log.warn('the broker refused records of a micro-batch; bisecting it to isolate them', { partition, records: units.length, kafkaError: error.kafkaError });
-        await this.publishUnits(topic, partition, units.slice(0, mid));
-        await this.publishUnits(topic, partition, units.slice(mid));
+        await this.publishUnits(lane, topic, partition, units.slice(0, mid));
+        await this.publishUnits(lane, topic, partition, units.slice(mid));
         return;
       }
       const [unit] = units;
       if (unit.refused >= 2) throw error;
       unit.refused++;
       const m = unit.source;
+      const src = this.sourceOf(topic, partition, m);
       const record =
         unit.dead ??
         deadLetter(
-          { topic, partition, offset: m.offset, key: m.key, value: m.value },
+          { topic: src.topic, partition: src.partition, offset: src.offset, key: m.key, value: m.value },
           'OutputTooLargeError',
           `the broker refused the output records (${error.kafkaError})`,
           'publish',
@@ -593,12 +731,12 @@ class Stage implements StageHandle {
       const fitted = truncatedDeadLetter(record, m.key, (r) => codecs().deadLetter.encode(r), prefix, prefix);
       unit.dead = record;
       unit.outputs = 0;
+      unit.forwarded = false;
       unit.messages = [{ topic: this.config.topics.deadLetter, message: { key: fitted.key, value: fitted.value } }];
       this.log.warn('record dead-lettered: the broker refused its output', { partition, offset: m.offset, errorClass: record.errorClass, kafkaError: error.kafkaError, prefixBytes: prefix });
-      await this.publishUnits(topic, partition, [unit]);
+      await this.publishUnits(lane, topic, partition, [unit]);
     }
   }
-
   stop(deadlineMs = this.config.shutdownDeadlineMs): Promise<{ clean: boolean }> {
     // doStop starts a microtask later, so that `stopping` is set when it runs and readiness (and
     // rmbert_ready) already says "stopping" inside it.
@@ -613,9 +751,9 @@ class Stage implements StageHandle {
       this.watcher?.stop();
       // consumer.stop() turns isRunning() false at once, lets the running eachBatch finish its current
       // micro-batch and commit it, and leaves the group; the model-updates listener closes meanwhile.
-      await Promise.all([this.consumer?.stop(), this.updates?.stop()]);
-      await this.consumer?.disconnect();
-      await this.publisher?.close();
+      await Promise.all([...this.lanes.map((l) => l.consumer?.stop()), this.updates?.stop()]);
+      await Promise.all(this.lanes.map((l) => l.consumer?.disconnect()));
+      await Promise.all(this.lanes.map((l) => l.publisher.close()));
       await this.knowledge?.close();
       await this.models.close();
     })();
@@ -631,8 +769,10 @@ class Stage implements StageHandle {
     if (outcome !== 'done') {
       this.hardStop.abort();
       this.log.error('stop did not finish in time; uncommitted input will be processed again by the next stage', { deadlineMs });
-      void this.consumer?.disconnect().catch(() => undefined);
-      void this.publisher?.close().catch(() => undefined);
+      for (const lane of this.lanes) {
+        void lane.consumer?.disconnect().catch(() => undefined);
+        void lane.publisher.close().catch(() => undefined);
+      }
     } else {
       this.log.info('stopped', this.counters() as unknown as Record<string, unknown>);
     }

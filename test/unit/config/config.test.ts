@@ -13,6 +13,7 @@ test('defaults give the documented topic names, port and group', () => {
     deadLetter: 'emr.documents.dlq',
     feedback: 'emr.feedback',
     modelUpdates: 'emr.model-updates',
+    heavy: 'emr.documents.heavy',
   });
   assert.equal(c.metrics.port, 9464);
   assert.equal(c.groupId, 'rmbert-stage');

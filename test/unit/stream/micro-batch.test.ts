@@ -22,3 +22,12 @@ test('a record larger than the byte limit still forms a micro-batch of its own',
   assert.deepEqual(chunks.map((c) => c.messages.map((m) => m.offset)), [['0'], ['1'], ['2']]);
   assert.deepEqual(cutMicroBatches([], 10, 10), []);
 });
+
+test('a fetched batch is cut on cost (characters of text): a long document is alone in its micro-batch', () => {
+  const chars = [100, 100, 5000, 100, 100, 100];
+  const messages = chars.map((_, i) => msg(i, 10));
+  const cost = (m: KafkaMessage) => chars[Number(m.offset)];
+  const chunks = cutMicroBatches(messages, 100, 1_000_000, 250, cost);
+  assert.deepEqual(chunks.map((c) => c.messages.map((m) => m.offset)), [['0', '1'], ['2'], ['3', '4'], ['5']]);
+  assert.equal(cutMicroBatches(messages, 100, 1_000_000).length, 1, 'no cost limit: one micro-batch');
+});

@@ -1,0 +1,406 @@
+/**
+ * The long part of the reliability suite (issue 15): `rmbert serve` processes against the real local
+ * Kafka (and, for the faults, private Kafka and Neo4j instances started by scripts/infra.sh on their
+ * own ports), records counted by read_committed consumers.
+ *
+ *   node --import tsx benchmarks/reliability.ts [--only takeover,heavy,faults] [--quick]
+ *
+ * Sections:
+ *   takeover  time from a member's SIGKILL to the first committed output of a partition it owned,
+ *             (a) a restarted process taking over, (b) a surviving second member taking over, for
+ *             several session timeouts
+ *   heavy     latency of normal documents next to a stream of heavy ones (the heavy-document lane)
+ *   faults    the fault suite: SIGKILL mid-transaction, broker stop/start, Neo4j stop/start, oversized
+ *             and dense records, a generated hostile corpus; every input id counted in the outputs and
+ *             the dead-letter topic
+ *
+ * Needs the local servers (bash scripts/infra.sh up). Writes benchmarks/results/reliability.json (and
+ * .md); a run of some sections keeps the other sections' last results in the file.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { buildConfig, type StageConfig } from '../src/config/index.ts';
+import type { Document } from '../src/domain/index.ts';
+import { SILENT_LOGGER } from '../src/pipeline/logging.ts';
+import { StreamClient, type ReceivedRecord } from '../src/stream/client.ts';
+import type { DeadLetterRecord, EntityAnnotationsRecord } from '../src/stream/codecs.ts';
+import { freePort, serveEnv, spawnServe, waitFor, waitReady, type ServeProcess } from '../test/integration/harness/serve.ts';
+import { BROKERS, ROOT, loadAverage, machineDescription } from './engines-common.ts';
+
+export const RESULTS = path.join(ROOT, 'benchmarks/results');
+const RESULT_FILE = path.join(RESULTS, 'reliability.json');
+const MODEL_DIR = path.join(ROOT, 'models/medical');
+const SAMPLES_FILE = path.join(ROOT, 'data/samples/emr-samples.jsonl');
+
+const log = (line: string) => process.stderr.write(`reliability: ${line}\n`);
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function samples(): Document[] {
+  return readFileSync(SAMPLES_FILE, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Document);
+}
+
+let runCounter = 0;
+export function runNames(prefix: string) {
+  const base = `rel-${prefix}-${Date.now().toString(36)}-${(runCounter++).toString(36)}`;
+  return {
+    input: `${base}.documents`,
+    output: `${base}.entities`,
+    deadLetter: `${base}.dlq`,
+    feedback: `${base}.feedback`,
+    modelUpdates: `${base}.model-updates`,
+    group: `${base}.group`,
+  };
+}
+export type RunNames = ReturnType<typeof runNames>;
+
+/** A tools client (create/delete topics, produce, read_committed readers) on a run's topics. */
+export function clientConfig(names: RunNames, brokers: readonly string[] = BROKERS, partitions = 4): StageConfig {
+  return buildConfig({
+    env: {},
+    overrides: {
+      'kafka.brokers': brokers,
+      'topics.input': names.input,
+      'topics.output': names.output,
+      'topics.deadLetter': names.deadLetter,
+      'topics.feedback': names.feedback,
+      'topics.modelUpdates': names.modelUpdates,
+      groupId: names.group,
+      transactionalIdPrefix: names.group,
+      topicPartitions: partitions,
+      embedded: true,
+    },
+  });
+}
+
+/** Output and dead-letter records as a read_committed consumer sees them, with the time each arrived. */
+export class Tally {
+  readonly outputs: ReceivedRecord<EntityAnnotationsRecord>[] = [];
+  readonly dead: ReceivedRecord<DeadLetterRecord>[] = [];
+  static async start(client: StreamClient): Promise<Tally> {
+    const t = new Tally();
+    await client.readAnnotations((r) => t.outputs.push(r));
+    await client.readDeadLetters((r) => t.dead.push(r));
+    return t;
+  }
+  /** Each id's count over outputs (part 0 of a paged output only) and dead letters. */
+  counts(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const o of this.outputs) {
+      const part = (o.record as unknown as { part?: { index: number } | null }).part;
+      if (part && part.index > 0) continue;
+      counts.set(o.record.documentId, (counts.get(o.record.documentId) ?? 0) + 1);
+    }
+    for (const d of this.dead) counts.set(d.key ?? '', (counts.get(d.key ?? '') ?? 0) + 1);
+    return counts;
+  }
+  /** Waits until `ids` all came out, then until nothing more arrives for `quietMs`. */
+  async settle(ids: readonly string[], timeoutMs: number, quietMs = 3000): Promise<boolean> {
+    const done = await waitFor('all ids out', () => ids.every((id) => this.counts().has(id)), timeoutMs, 250).then(
+      () => true,
+      () => false,
+    );
+    let last = -1;
+    await waitFor('quiet', () => {
+      const n = this.outputs.length + this.dead.length;
+      const quiet = n === last;
+      last = n;
+      return quiet;
+    }, 120_000, quietMs).catch(() => undefined);
+    return done;
+  }
+  account(ids: readonly string[]): { recordsIn: number; lost: number; duplicated: number; unknown: number; deadLettered: number } {
+    const counts = this.counts();
+    const known = new Set(ids);
+    return {
+      recordsIn: ids.length,
+      lost: ids.filter((id) => !counts.has(id)).length,
+      duplicated: [...counts.values()].filter((n) => n > 1).length,
+      unknown: [...counts.keys()].filter((id) => !known.has(id)).length,
+      deadLettered: new Set(this.dead.map((d) => d.key)).size,
+    };
+  }
+}
+
+// ---------------------------------------------------------------- takeover
+
+interface TakeoverRun {
+  variant: 'restart' | 'survivor';
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  /** SIGKILL to the first committed output made after the kill in a partition the dead member owned. */
+  takeoverSeconds: number | null;
+  deadPartitions: number[];
+  load1m: number;
+  recordsIn: number;
+  lost: number;
+  duplicated: number;
+}
+
+async function takeoverRun(variant: 'restart' | 'survivor', sessionTimeoutMs: number, heartbeatIntervalMs: number): Promise<TakeoverRun> {
+  const names = runNames(`takeover-${variant}-${sessionTimeoutMs}`);
+  const config = clientConfig(names);
+  const client = new StreamClient(config, SILENT_LOGGER);
+  await client.createTopics(4);
+  const tally = await Tally.start(client);
+  const env = async (instance: string) =>
+    serveEnv(names, {
+      brokers: BROKERS,
+      modelDir: MODEL_DIR,
+      port: await freePort(),
+      extra: {
+        RMBERT_INSTANCE_ID: instance,
+        RMBERT_KAFKA_SESSION_TIMEOUT_MS: String(sessionTimeoutMs),
+        RMBERT_KAFKA_HEARTBEAT_INTERVAL_MS: String(heartbeatIntervalMs),
+        RMBERT_MODEL_POLL_MS: '0',
+      },
+    });
+  const partitionsOf = (s: ServeProcess) => ((s.logLines('joined consumer group').filter((l) => l.lane === 'normal').at(-1)?.partitions as number[] | undefined) ?? []).slice().sort();
+  const procs: ServeProcess[] = [];
+  const a = spawnServe(await env('a'));
+  procs.push(a);
+  const ids: string[] = [];
+  let producing = true;
+  let seq = 0;
+  const docs = samples();
+  const producer = (async () => {
+    while (producing) {
+      const batch = Array.from({ length: 8 }, () => ({ ...docs[seq % docs.length], id: `tk-${seq++}` }));
+      await client.produceDocuments(batch);
+      ids.push(...batch.map((d) => d.id));
+      await sleep(100);
+    }
+  })();
+  try {
+    await waitReady(a);
+    if (variant === 'survivor') {
+      const b = spawnServe(await env('b'));
+      procs.push(b);
+      await waitReady(b);
+      await waitFor('both members assigned', () => partitionsOf(a).length > 0 && partitionsOf(b).length > 0 && partitionsOf(a).length + partitionsOf(b).length === 4, 60_000);
+    } else {
+      await waitFor('A assigned', () => partitionsOf(a).length === 4, 60_000);
+    }
+    // Steady flow for a few seconds before the kill.
+    await sleep(5000);
+    const dead = partitionsOf(a);
+    a.child.kill('SIGKILL');
+    const killedAt = Date.now();
+    await a.exited;
+    if (variant === 'restart') {
+      const a2 = spawnServe(await env('a2'));
+      procs.push(a2);
+    }
+    let takeoverSeconds: number | null = null;
+    await waitFor(
+      'an output of the dead member\'s partitions',
+      () => {
+        // Output records carry the time their producer made them: after the kill, only the new owner's.
+        const first = tally.outputs.find((o) => o.timestamp > killedAt && dead.includes(o.partition));
+        if (first) takeoverSeconds = (first.receivedAt - killedAt) / 1000;
+        return first !== undefined;
+      },
+      180_000,
+      50,
+    ).catch(() => undefined);
+    const load1m = loadAverage()[0];
+    producing = false;
+    await producer;
+    const settled = await tally.settle(ids, 120_000);
+    if (!settled) log(`${variant} ${sessionTimeoutMs}: not every id came out`);
+    const account = tally.account(ids);
+    log(`${variant}, session ${sessionTimeoutMs} ms: takeover ${takeoverSeconds ?? 'none'} s (dead member had ${dead.join(',')}); ${account.recordsIn} in, ${account.lost} lost, ${account.duplicated} duplicated; load ${load1m}`);
+    return { variant, sessionTimeoutMs, heartbeatIntervalMs, takeoverSeconds, deadPartitions: dead, load1m: round(load1m, 2), recordsIn: account.recordsIn, lost: account.lost, duplicated: account.duplicated };
+  } finally {
+    producing = false;
+    await producer.catch(() => undefined);
+    for (const p of procs) {
+      if (p.child.exitCode === null && p.child.signalCode === null) {
+        p.child.kill('SIGTERM');
+        await Promise.race([p.exited, sleep(30_000)]);
+        p.kill();
+      }
+    }
+    await client.deleteTopics().catch(() => undefined);
+    await client.close();
+  }
+}
+
+async function takeoverSection(quick: boolean) {
+  const settings: [number, number][] = quick ? [[10_000, 1000]] : [[30_000, 3000], [10_000, 1000], [6000, 500]];
+  const runs: TakeoverRun[] = [];
+  for (const [session, heartbeat] of settings) {
+    for (const variant of ['restart', 'survivor'] as const) runs.push(await takeoverRun(variant, session, heartbeat));
+  }
+  const atDefault = runs.filter((r) => r.sessionTimeoutMs === 10_000 && r.takeoverSeconds !== null).map((r) => r.takeoverSeconds!);
+  return {
+    definition: 'SIGKILL of a member to the arrival at a read_committed consumer of the first output, made after the kill (record timestamp), of a partition the dead member owned; restart: a new process started right after the kill; survivor: a second member already in the group. Input: 80 records/s of the sample documents, 4 partitions, models/medical, embedded graph.',
+    runs,
+    takeoverSecondsAtDefault: atDefault.length > 0 ? Math.max(...atDefault) : null,
+  };
+}
+
+// ---------------------------------------------------------------- heavy documents
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+/** A heavy document: sample sentences over and over up to `chars` characters (valid text, many sentences). */
+function heavyText(chars: number): string {
+  const texts = samples().map((d) => d.text);
+  let text = '';
+  for (let i = 0; text.length < chars; i++) text += texts[i % texts.length];
+  return text.slice(0, chars);
+}
+
+interface HeavyRun {
+  name: string;
+  env: Record<string, string>;
+  normalRecords: number;
+  heavyRecords: number;
+  normalLatencyMs: { p50: number; p90: number; p99: number; max: number };
+  heavyLatencyMs: number[];
+  lost: number;
+  duplicated: number;
+  load1m: number;
+}
+
+async function heavyRun(name: string, extra: Record<string, string>, options: { seconds: number; normalPerSecond: number; heavyEverySeconds: number; heavyChars: number }): Promise<HeavyRun> {
+  const names = runNames(`heavy-${name}`);
+  const client = new StreamClient(clientConfig(names), SILENT_LOGGER);
+  await client.createTopics(4);
+  const tally = await Tally.start(client);
+  const serve = spawnServe(serveEnv(names, { brokers: BROKERS, modelDir: MODEL_DIR, port: await freePort(), extra: { RMBERT_MODEL_POLL_MS: '0', ...extra } }));
+  const producedAt = new Map<string, number>();
+  const docs = samples();
+  const text = heavyText(options.heavyChars);
+  const loads: number[] = [];
+  try {
+    await waitReady(serve);
+    const started = Date.now();
+    let n = 0;
+    let h = 0;
+    const tickMs = 100;
+    for (let tick = 0; Date.now() - started < options.seconds * 1000; tick++) {
+      const batch: Document[] = [];
+      const due = Math.floor(((tick + 1) * tickMs * options.normalPerSecond) / 1000) - n;
+      for (let i = 0; i < due; i++, n++) batch.push({ ...docs[n % docs.length], id: `normal-${n}` });
+      if (Date.now() - started >= h * options.heavyEverySeconds * 1000 + 2000) batch.push({ ...docs[0], id: `heavy-${h++}`, text });
+      const at = Date.now();
+      if (batch.length > 0) await client.produceDocuments(batch);
+      for (const d of batch) producedAt.set(d.id, at);
+      if (tick % 50 === 0) loads.push(loadAverage()[0]);
+      const next = started + (tick + 1) * tickMs;
+      await sleep(Math.max(0, next - Date.now()));
+    }
+    const ids = [...producedAt.keys()];
+    const settled = await tally.settle(ids, 600_000);
+    if (!settled) log(`heavy ${name}: not every id came out`);
+    const firstArrival = new Map<string, number>();
+    for (const o of tally.outputs) if (!firstArrival.has(o.record.documentId)) firstArrival.set(o.record.documentId, o.receivedAt);
+    const latency = (id: string) => (firstArrival.has(id) ? firstArrival.get(id)! - producedAt.get(id)! : NaN);
+    const normal = ids.filter((id) => id.startsWith('normal-')).map(latency).filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+    const heavyIds = ids.filter((id) => id.startsWith('heavy-'));
+    const account = tally.account(ids);
+    const run: HeavyRun = {
+      name,
+      env: extra,
+      normalRecords: n,
+      heavyRecords: heavyIds.length,
+      normalLatencyMs: { p50: percentile(normal, 50), p90: percentile(normal, 90), p99: percentile(normal, 99), max: normal.at(-1) ?? NaN },
+      heavyLatencyMs: heavyIds.map(latency),
+      lost: account.lost,
+      duplicated: account.duplicated,
+      load1m: round(loads.reduce((a, b) => a + b, 0) / Math.max(1, loads.length), 2),
+    };
+    log(`heavy ${name}: normal p50 ${run.normalLatencyMs.p50} ms, p99 ${run.normalLatencyMs.p99} ms, max ${run.normalLatencyMs.max} ms; heavy ${run.heavyLatencyMs.join(', ')} ms; lost ${run.lost}, duplicated ${run.duplicated}; load ${run.load1m}`);
+    return run;
+  } finally {
+    serve.child.kill('SIGTERM');
+    await Promise.race([serve.exited, sleep(30_000)]);
+    serve.kill();
+    await client.deleteTopics().catch(() => undefined);
+    await client.close();
+  }
+}
+
+async function heavySection(quick: boolean) {
+  const options = quick ? { seconds: 30, normalPerSecond: 20, heavyEverySeconds: 15, heavyChars: 50_000 } : { seconds: 75, normalPerSecond: 20, heavyEverySeconds: 25, heavyChars: 90_000 };
+  const runs: HeavyRun[] = [];
+  // Before issue 15 item 2: micro-batches cut on records and bytes only, every document in its partition's micro-batch.
+  runs.push(await heavyRun('records-and-bytes-only', { RMBERT_BATCH_MAX_CHARS: '100000000', RMBERT_HEAVY_DOC_CHARS: '0' }, options));
+  // Cost-based micro-batches, no lane.
+  runs.push(await heavyRun('cost-cut-no-lane', { RMBERT_HEAVY_DOC_CHARS: '0' }, options));
+  // The defaults: cost-based micro-batches and the heavy-document lane.
+  runs.push(await heavyRun('heavy-lane', {}, options));
+  return {
+    definition: `normal documents (the sample EMRs, 30-120 characters) at ${options.normalPerSecond}/s and one heavy document of ${options.heavyChars} characters every ${options.heavyEverySeconds} s for ${options.seconds} s, on 4 partitions, one rmbert serve (models/medical, ONNX Runtime, embedded graph); latency = arrival of the output at a read_committed consumer - production of the input`,
+    options,
+    runs,
+    heavyLaneNormalP99Ms: runs.find((r) => r.name === 'heavy-lane')?.normalLatencyMs.p99 ?? null,
+  };
+}
+
+// ---------------------------------------------------------------- main
+
+type Sections = Record<string, unknown>;
+
+function readPrevious(): { sections: Sections } {
+  if (!existsSync(RESULT_FILE)) return { sections: {} };
+  try {
+    const previous = JSON.parse(readFileSync(RESULT_FILE, 'utf8')) as { sections?: Sections };
+    return { sections: previous.sections ?? {} };
+  } catch {
+    return { sections: {} };
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean' }, help: { type: 'boolean' } } });
+  if (values.help) {
+    console.log('usage: node --import tsx benchmarks/reliability.ts [--only takeover,heavy,faults] [--quick]');
+    return;
+  }
+  const only = new Set((values.only ?? 'takeover,heavy,faults').split(',').map((s) => s.trim()));
+  const quick = values.quick ?? false;
+  const command = `node --import tsx benchmarks/reliability.ts${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
+  const started = Date.now();
+  const loadBefore = loadAverage();
+  const { sections } = readPrevious();
+  if (only.has('takeover')) sections.takeover = { command, at: new Date().toISOString(), ...(await takeoverSection(quick)) };
+  if (only.has('heavy')) sections.heavy = { command, at: new Date().toISOString(), ...(await heavySection(quick)) };
+  const takeover = sections.takeover as { takeoverSecondsAtDefault?: number | null } | undefined;
+  const heavy = sections.heavy as { heavyLaneNormalP99Ms?: number | null } | undefined;
+  const summary = {
+    takeoverSeconds: takeover?.takeoverSecondsAtDefault ?? null,
+    heavyLaneNormalP99Ms: heavy?.heavyLaneNormalP99Ms ?? null,
+  };
+  const result = {
+    command,
+    machine: machineDescription(),
+    loadAverageBefore: loadBefore.map((x) => round(x, 2)),
+    loadAverageAfter: loadAverage().map((x) => round(x, 2)),
+    minutes: round((Date.now() - started) / 60_000, 1),
+    summary,
+    sections,
+  };
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(RESULT_FILE, `${JSON.stringify(result, null, 2)}\n`);
+  log(`wrote ${path.relative(ROOT, RESULT_FILE)}: ${JSON.stringify(summary)}`);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}
