@@ -47,6 +47,9 @@ export interface ReviewConfig {
   allowedOrigins: readonly string[];
   /** Session lifetime. */
   sessionMinutes: number;
+  /** The trainer's /metrics for the trainer panel; null = the panel shows the model-updates topic only. */
+  trainerMetricsUrl: string | null;
+  trainerPollMs: number;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'list';
@@ -79,6 +82,8 @@ export const REVIEW_SETTINGS: readonly ReviewSetting[] = [
   { key: 'secureCookie', env: 'RMBERT_REVIEW_SECURE_COOKIE', flag: 'secure-cookie', kind: 'bool', default: 'false', doc: 'mark the session cookie Secure (the page is reached over HTTPS)' },
   { key: 'allowedOrigins', env: 'RMBERT_REVIEW_ALLOWED_ORIGINS', flag: 'allowed-origins', kind: 'list', default: '', doc: "origins allowed to send writes besides the page's own, comma-separated (e.g. https://review.hospital.example behind a proxy)" },
   { key: 'sessionMinutes', env: 'RMBERT_REVIEW_SESSION_MINUTES', flag: 'session-minutes', kind: 'int', default: '480', min: 1, max: 43_200, doc: 'a signed-in session lasts this long' },
+  { key: 'trainerMetricsUrl', env: 'RMBERT_REVIEW_TRAINER_METRICS_URL', flag: 'trainer-metrics-url', kind: 'string', default: '', doc: "the trainer's /metrics (e.g. http://127.0.0.1:9465/metrics) for the trainer panel; empty = the panel shows promoted models only (model-updates topic)" },
+  { key: 'trainerPollMs', env: 'RMBERT_REVIEW_TRAINER_POLL_MS', flag: 'trainer-poll-ms', kind: 'int', default: '5000', min: 200, max: 600_000, doc: "how often the trainer's metrics are read" },
 ];
 
 const TRUE = new Set(['1', 'true', 'yes', 'on']);
@@ -187,6 +192,8 @@ export function buildReviewConfig(sources: ReviewConfigSources = {}): ReviewConf
   const allowedOrigins = list('allowedOrigins');
   for (const o of allowedOrigins) if (!ORIGIN.test(o)) problems.push(`review.allowedOrigins: "${o}" is not scheme://host[:port]`);
   if (str('groupId') === '') problems.push('review.groupId: must not be empty (RMBERT_REVIEW_GROUP_ID)');
+  const trainerMetricsUrl = str('trainerMetricsUrl') || null;
+  if (trainerMetricsUrl !== null && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(trainerMetricsUrl)) problems.push(`review.trainerMetricsUrl: "${trainerMetricsUrl}" is not an http(s) URL (RMBERT_REVIEW_TRAINER_METRICS_URL)`);
   if (problems.length > 0) throw new ConfigError(problems);
 
   return Object.freeze({
@@ -205,6 +212,8 @@ export function buildReviewConfig(sources: ReviewConfigSources = {}): ReviewConf
     secureCookie: v.secureCookie as boolean,
     allowedOrigins: Object.freeze(allowedOrigins),
     sessionMinutes: v.sessionMinutes as number,
+    trainerMetricsUrl,
+    trainerPollMs: v.trainerPollMs as number,
   });
 }
 

@@ -42,6 +42,7 @@ export class PromTrainerMetrics {
   private readonly relativeDistance: client.Gauge;
   private readonly readyGauge: client.Gauge;
   private readonly check: client.Gauge;
+  private readonly roundStartedAt: client.Gauge;
   private readiness: Record<string, boolean> = {};
 
   constructor(options: { prefix?: string; processMetrics?: boolean } = {}) {
@@ -61,6 +62,7 @@ export class PromTrainerMetrics {
     this.distance = new client.Gauge({ name: `${p}distance_l1`, help: '||theta - theta*||_1 of the last challenger', registers });
     this.relativeDistance = new client.Gauge({ name: `${p}relative_distance`, help: '||theta - theta*||_1 / ||theta*||_1 of the last challenger', registers });
     this.readyGauge = new client.Gauge({ name: `${p}ready`, help: '1 when the trainer can do its work (store open, consumer started, a model in service found)', registers });
+    this.roundStartedAt = new client.Gauge({ name: `${p}round_started_timestamp_seconds`, help: 'When the round in progress started (seconds since the epoch); 0 when none is', registers });
     this.check = new client.Gauge({ name: `${p}readiness_check`, help: 'Readiness checks, 1 = passing', labelNames: ['check'], registers });
   }
 
@@ -75,7 +77,12 @@ export class PromTrainerMetrics {
     this.stored.set({ state: 'new' }, c.newSinceRound);
   }
 
+  roundStarted(at: number): void {
+    this.roundStartedAt.set(at / 1000);
+  }
+
   round(outcome: string, seconds: number, failed: readonly string[]): void {
+    this.roundStartedAt.set(0);
     this.rounds.inc({ outcome });
     if (outcome === 'promoted' || outcome === 'refused' || outcome === 'failed') this.roundSeconds.observe(seconds);
     for (const check of failed) this.refusals.inc({ check });

@@ -26,6 +26,7 @@ import { RmBertError, SchemaError } from '../errors/index.ts';
 import type { Logger } from '../pipeline/ports.ts';
 import { safeErrorMessage } from '../pipeline/logging.ts';
 import type { ReviewQueue, Submission, WaitingItem } from './queue.ts';
+import type { TrainerPanel } from './trainer-panel.ts';
 import { entityProblems } from './static/offsets.js';
 
 export const STATIC_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'static');
@@ -73,6 +74,8 @@ export interface ReviewServerOptions {
   queue: ReviewQueue;
   feedback: FeedbackPort;
   logger: Logger;
+  /** The trainer panel's data (GET /api/trainer); null = no panel. */
+  panel?: TrainerPanel | null;
   now?: () => number;
 }
 
@@ -109,6 +112,8 @@ const STATIC_FILES: Record<string, { file: string; type: string }> = {
   '/login.js': { file: 'login.js', type: 'text/javascript; charset=utf-8' },
   '/offsets.js': { file: 'offsets.js', type: 'text/javascript; charset=utf-8' },
   '/review.css': { file: 'review.css', type: 'text/css; charset=utf-8' },
+  '/trainer': { file: 'trainer.html', type: 'text/html; charset=utf-8' },
+  '/trainer.js': { file: 'trainer.js', type: 'text/javascript; charset=utf-8' },
 };
 
 function sha256(s: string): Buffer {
@@ -281,6 +286,11 @@ export function createReviewServer(options: ReviewServerOptions): ReviewServer {
   function allTypes(): string[] {
     return [...new Set([...config.types, ...queue.facets().types])];
   }
+
+  app.get('/api/trainer', async (_request, reply) => {
+    if (!options.panel) return reply.code(404).send({ error: 'no trainer panel' });
+    return options.panel.view();
+  });
 
   app.get('/api/queue', async (request) => {
     const q = request.query as { type?: string; modelVersion?: string; limit?: string };

@@ -11,7 +11,7 @@ import type { StageConfig } from '../config/index.ts';
 import { TransportError } from '../errors/index.ts';
 import { safeErrorMessage } from '../pipeline/logging.ts';
 import type { Logger } from '../pipeline/ports.ts';
-import { codecs, type EmrDocumentRecord, type EntityAnnotationsRecord, type FeedbackRecord } from './codecs.ts';
+import { codecs, type EmrDocumentRecord, type EntityAnnotationsRecord, type FeedbackRecord, type ModelUpdateRecord } from './codecs.ts';
 
 export type ReviewInput = { kind: 'document'; record: EmrDocumentRecord } | { kind: 'annotations'; record: EntityAnnotationsRecord };
 
@@ -96,6 +96,46 @@ export class ReviewSourceReader {
     resolveOffset(last);
     await this.consumer!.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }]);
     await heartbeat();
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer?.disconnect().catch(() => undefined);
+    this.consumer = null;
+  }
+}
+
+/**
+ * Reads the model-updates topic from the start at every start (its group never commits): the
+ * promoted models, for the trainer panel. Low volume: one record per promotion.
+ */
+export class ModelUpdatesReader {
+  private consumer: Consumer | null = null;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly config: StageConfig,
+    private readonly groupId: string,
+    logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'model-updates-reader' });
+  }
+
+  async start(deliver: (update: ModelUpdateRecord) => void): Promise<void> {
+    const consumer = this.kafka.consumer({ groupId: this.groupId, readUncommitted: false, maxWaitTimeInMs: 1000, sessionTimeout: this.config.kafka.sessionTimeoutMs });
+    this.consumer = consumer;
+    await consumer.connect();
+    await consumer.subscribe({ topic: this.config.topics.modelUpdates, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ message, partition }) => {
+        try {
+          deliver(codecs().modelUpdate.decode(message.value ?? Buffer.alloc(0)));
+        } catch (error) {
+          this.log.warn('skipped a model update that is not readable', { partition, offset: message.offset, error: safeErrorMessage(error) });
+        }
+      },
+    });
   }
 
   async stop(): Promise<void> {

@@ -107,6 +107,8 @@ export interface SidecarSettings {
 export interface TrainerMetricsPort {
   feedback(outcome: 'stored' | 'replaced' | 'unchanged' | 'stale' | 'rejected' | 'quarantined', n?: number): void;
   store(counts: StoreCounts): void;
+  /** A round started (ms since the epoch); optional so that other ports need not implement it. */
+  roundStarted?(at: number): void;
   /** A round ended (every outcome), with the checks that refused it. */
   round(outcome: RoundReport['outcome'], seconds: number, failed: readonly string[]): void;
   /** The scores and the move of a round that trained. */
@@ -408,6 +410,7 @@ export class TrainerSidecar<Raw> {
   /** One round on the store's feedback: train, gate, promote or refuse, record it in the store. */
   async round(trigger: string, signal?: AbortSignal): Promise<RoundReport> {
     const started = this.now();
+    this.deps.metrics?.roundStarted?.(started);
     try {
       const report = await this.roundOn(trigger, signal);
       this.deps.metrics?.round(report.outcome, (this.now() - started) / 1000, report.outcome === 'promoted' || report.outcome === 'refused' ? report.failed : []);

@@ -3,6 +3,7 @@
  * the page's own settings (src/config/review.ts), the review queue on disk (src/review/queue.ts), the
  * Kafka reader and Feedback producer (src/stream/review-io.ts) and the HTTP server (src/review/server.ts).
  */
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { configFlagOptions, flagValues, loadConfig, type StageConfig } from '../../config/index.ts';
 import { loadReviewConfig, REVIEW_SETTINGS, reviewConfigHelp, reviewFlagOptions, type ReviewConfig } from '../../config/review.ts';
@@ -11,10 +12,11 @@ import { createJsonLogger, safeErrorMessage } from '../../pipeline/logging.ts';
 import type { Logger } from '../../pipeline/ports.ts';
 import { ReviewQueue, type IncomingAnnotations, type IncomingDocument } from '../../review/queue.ts';
 import { createReviewServer } from '../../review/server.ts';
+import { pollTrainer, TrainerPanel } from '../../review/trainer-panel.ts';
 import type { EmrDocumentRecord, EntityAnnotationsRecord } from '../../stream/codecs.ts';
 import { createKafka } from '../../stream/kafka.ts';
 import { probeBrokers } from '../../stream/probe.ts';
-import { FeedbackSender, missingTopics, ReviewSourceReader, type ReviewInput } from '../../stream/review-io.ts';
+import { FeedbackSender, missingTopics, ModelUpdatesReader, ReviewSourceReader, type ReviewInput } from '../../stream/review-io.ts';
 
 export const summary = 'the clinician review page: see and correct the stage\'s entities, each review sent as one Feedback record';
 
@@ -42,6 +44,12 @@ GET /api/items/<reviewId>; POST /api/items/<reviewId>/submit {entities: [{start,
 The Kafka connection and topics are \`rmbert serve\`'s settings (RMBERT_KAFKA_*, RMBERT_INPUT_TOPIC,
 RMBERT_OUTPUT_TOPIC, RMBERT_FEEDBACK_TOPIC, or their flags: \`rmbert serve --help\`); the topics must exist
 (\`rmbert serve\` creates them).
+
+The trainer panel (/trainer, same sign-in) shows the trainer's rounds as they happen: every promoted
+model from the model-updates topic (RMBERT_MODEL_UPDATES_TOPIC) with its round's scores, the version in
+service, and, with --trainer-metrics-url, the trainer's /metrics read every --trainer-poll-ms: a round
+in progress, refused rounds with the gate checks that refused them, failed rounds, the feedback store's
+counts; champion and challenger F1 on the gold set and the feedback holdout, charted over rounds.
 
 options of the page:
 ${reviewConfigHelp()}
@@ -88,10 +96,13 @@ export async function startReview(stage: StageConfig, config: ReviewConfig, logg
   await probeBrokers(stage.kafka, logger);
   const kafka = createKafka(stage.kafka, logger, '-review');
   const { topics } = stage;
-  const absent = await missingTopics(kafka, [topics.input, topics.output, topics.feedback]);
+  const absent = await missingTopics(kafka, [topics.input, topics.output, topics.feedback, topics.modelUpdates]);
   if (absent.length > 0) throw new RmBertError(`topic ${absent.join(', ')} does not exist: start \`rmbert serve\` with the same settings first (it creates its topics)`);
   const sender = new FeedbackSender(kafka, stage);
-  const server = createReviewServer({ config, queue, feedback: sender, logger });
+  const panel = new TrainerPanel(config.trainerMetricsUrl);
+  const server = createReviewServer({ config, queue, feedback: sender, logger, panel });
+  // Its own group every start (never committed): the whole model-updates topic is read each time.
+  const updates = new ModelUpdatesReader(kafka, stage, `${config.groupId}.model-updates.${process.pid}-${randomBytes(3).toString('hex')}`, logger);
   const reader = new ReviewSourceReader(kafka, stage, config.groupId, logger);
   await server.app.listen({ host: config.host, port: config.port });
   const address = server.app.server.address();
@@ -109,12 +120,16 @@ export async function startReview(stage: StageConfig, config: ReviewConfig, logg
     }
     queue.save();
   });
+  await updates.start((u) => panel.addUpdate({ version: u.version, createdAt: u.createdAt, metrics: { ...u.metrics } }));
+  const poller = config.trainerMetricsUrl ? pollTrainer(panel, config.trainerMetricsUrl, config.trainerPollMs) : null;
   logger.info('review page listening', { url, host: config.host, port, stateDir: config.stateDir, counts: queue.counts() });
   return {
     url,
     async stop() {
+      poller?.stop();
       await server.app.close();
       await reader.stop();
+      await updates.stop();
       await sender.close();
       queue.save();
     },

@@ -22,6 +22,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Kafka } from 'kafkajs';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import { startMetricsServer, type MetricsServer } from '../../../src/metrics/server.ts';
+import { PromTrainerMetrics } from '../../../src/metrics/trainer-metrics.ts';
 import { codecs, type EntityAnnotationsRecord, type FeedbackRecord } from '../../../src/stream/codecs.ts';
 import { KAFKA_BROKERS } from '../../helpers/infra.ts';
 import { uniqueName } from '../../helpers/names.ts';
@@ -52,6 +54,9 @@ let review: { child: ChildProcess; url: string; lines: string[] } | null = null;
 let browser: Browser | null = null;
 let attacker: Server | null = null;
 let feedback: Collector<FeedbackRecord> | null = null;
+// The trainer's own metrics, served as the trainer serves them, driven below as its rounds would drive them.
+const trainerMetrics = new PromTrainerMetrics();
+let trainerServer: MetricsServer | null = null;
 const groupId = uniqueName('review-page');
 
 function annotations(documentId: string, createdAt: number, entities: [number, number, string, string, number][], extra: Partial<EntityAnnotationsRecord> = {}): EntityAnnotationsRecord {
@@ -88,6 +93,8 @@ async function startReview(stateDir: string): Promise<{ child: ChildProcess; url
     RMBERT_REVIEW_PORT: '0',
     RMBERT_REVIEW_STATE_DIR: stateDir,
     RMBERT_REVIEW_GROUP_ID: groupId,
+    RMBERT_REVIEW_TRAINER_METRICS_URL: `${trainerServer!.url}/metrics`,
+    RMBERT_REVIEW_TRAINER_POLL_MS: '300',
   };
   const child = spawn(process.execPath, [BIN, 'review'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
@@ -190,6 +197,7 @@ before(async () => {
   await tx.disconnect();
 
   feedback = await Collector.start(kafka, names.feedback, (b) => codecs().feedback.decode(b));
+  trainerServer = await startMetricsServer({ registry: trainerMetrics.registry, port: 0, host: '127.0.0.1', readiness: () => ({ ready: true, checks: {} }) });
   review = await startReview(path.join(tmp.dir, 'state'));
   browser = await puppeteer.launch({
     executablePath: CHROMIUM,
@@ -202,6 +210,7 @@ after(async () => {
   await browser?.close().catch(() => undefined);
   await stopReview().catch(() => undefined);
   await feedback?.close().catch(() => undefined);
+  await trainerServer?.close().catch(() => undefined);
   await new Promise((r) => (attacker ? attacker.close(r) : r(null)));
   await tmp?.remove();
 });
@@ -416,4 +425,59 @@ test('the queue survives a restart; a repeated submission after it makes no seco
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(feedback!.items.length, 3);
   assert.deepEqual(plain(feedback!.items[2].record), { documentId: 'doc-d', text: TEXT_D, entities: [{ start: 0, end: 4, text: '恶心呕吐', type: 'Symptom', assertion: null }], annotator: REVIEWER, modelVersionSeen: MODEL, createdAt: feedback!.items[2].record.createdAt });
+});
+
+test("the trainer panel: the trainer's rounds as they happen (in progress, refused and why, promoted with its version), charted", async () => {
+  const scores = (goldChallenger: number, holdoutChallenger: number) => ({
+    gold: { champion: { f1: 0.9163 }, challenger: { f1: goldChallenger } },
+    holdout: { champion: { f1: 0.2 }, challenger: { f1: holdoutChallenger }, sentences: 8 },
+    distanceL1: 1,
+    championL1: 100,
+    trainSeconds: 60,
+    replaySentences: 80,
+  });
+  trainerMetrics.store({ train: 32, holdout: 8, quarantined: 0, newSinceRound: 0 });
+  trainerMetrics.ready({ storeOpen: true, consumerStarted: true, championFound: true });
+  const panel = await browser!.newPage();
+  await panel.setViewport({ width: 1000, height: 800 });
+  // Sessions live in the process: after the restart above, the reviewer signs in again.
+  await panel.goto(`${review!.url}/trainer`);
+  assert.match(panel.url(), /\/login$/);
+  await panel.focus('#token');
+  await panel.keyboard.type(TOKEN);
+  await panel.keyboard.press('Enter');
+  await panel.waitForNavigation({ timeout: 30_000 });
+  await panel.goto(`${review!.url}/trainer`);
+  await panel.waitForSelector('body[data-ready="true"]', { timeout: 30_000 });
+  assert.match(await panel.$eval('#in-service', (el) => el.textContent ?? ''), /no promotion yet/);
+  const status = () => panel.$eval('#trainer-status', (el) => el.textContent ?? '');
+  await waitFor('the trainer read', async () => /no round in progress/.test(await status()));
+
+  trainerMetrics.roundStarted(Date.now());
+  await waitFor('a round in progress', async () => /round in progress since/.test(await status()), 15_000);
+  trainerMetrics.roundScores(scores(0.9012, 0.8), 40);
+  trainerMetrics.round('refused', 66.6, ['gold']);
+  await waitFor('the refused round', async () => (await panel.$$('#rounds tbody tr[data-outcome="refused"]')).length === 1, 15_000);
+
+  // The next round is promoted: the trainer's commit puts its ModelUpdate on the topic.
+  trainerMetrics.roundStarted(Date.now());
+  trainerMetrics.roundScores(scores(0.9151, 0.95), 40);
+  trainerMetrics.round('promoted', 67.2, []);
+  const producer = await TestProducer.connect(kafka);
+  const version = 'rmbert-medical-kg-crf-r2';
+  await producer.raw(names.modelUpdates, [
+    { key: version, value: codecs().modelUpdate.encode({ version, artifactLocation: '/models/r2', sha256: '0'.repeat(64), metrics: { goldF1: 0.9151, goldF1Champion: 0.9163, holdoutF1: 0.95, holdoutF1Champion: 0.2 }, createdAt: Date.now() }) },
+  ]);
+  await producer.close();
+  await waitFor('the promoted round', async () => (await panel.$eval('#in-service', (el) => el.textContent ?? '')).includes(version), 30_000);
+  await waitFor('two rows', async () => (await panel.$$('#rounds tbody tr')).length === 2, 15_000);
+  const rows = await panel.$$eval('#rounds tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+  assert.deepEqual(rows.map((r) => r.slice(1)), [
+    ['promoted', 'every check passed', version, '91.63', '91.51', '20.00', '95.00', '67.2'],
+    ['refused', 'gold', '', '91.63', '90.12', '20.00', '80.00', '66.6'],
+  ]);
+  assert.equal((await panel.$$('#chart polyline')).length, 4, 'gold and holdout, champion and challenger');
+  assert.match(await status(), /feedback stored: train 32, holdout 8/);
+  if (process.env.RMBERT_REVIEW_PANEL_SCREENSHOT) await panel.screenshot({ path: process.env.RMBERT_REVIEW_PANEL_SCREENSHOT as `${string}.png`, fullPage: true });
+  await panel.close();
 });
