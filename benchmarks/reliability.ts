@@ -17,14 +17,20 @@
  * Needs the local servers (bash scripts/infra.sh up). Writes benchmarks/results/reliability.json (and
  * .md); a run of some sections keeps the other sections' last results in the file.
  */
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { buildConfig, type StageConfig } from '../src/config/index.ts';
+import { parseArgs, promisify } from 'node:util';
+import { LOCAL_NEO4J_PASSWORD, buildConfig, type StageConfig } from '../src/config/index.ts';
 import type { Document } from '../src/domain/index.ts';
 import { SILENT_LOGGER } from '../src/pipeline/logging.ts';
 import { StreamClient, type ReceivedRecord } from '../src/stream/client.ts';
 import type { DeadLetterRecord, EntityAnnotationsRecord } from '../src/stream/codecs.ts';
+import { Neo4jKnowledgeGraph, loadSpoFile } from '../src/knowledge/index.ts';
+import { accountHostile, hostileCorpus, type Placed } from '../test/integration/harness/hostile.ts';
+import { writeTestGraph } from '../test/integration/stream/harness.ts';
 import { freePort, serveEnv, spawnServe, waitFor, waitReady, type ServeProcess } from '../test/integration/harness/serve.ts';
 import { BROKERS, ROOT, loadAverage, machineDescription } from './engines-common.ts';
 
@@ -33,6 +39,7 @@ const RESULT_FILE = path.join(RESULTS, 'reliability.json');
 const MODEL_DIR = path.join(ROOT, 'models/medical');
 const SAMPLES_FILE = path.join(ROOT, 'data/samples/emr-samples.jsonl');
 
+const execFileP = promisify(execFile);
 const log = (line: string) => process.stderr.write(`reliability: ${line}\n`);
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -81,11 +88,33 @@ export function clientConfig(names: RunNames, brokers: readonly string[] = BROKE
 export class Tally {
   readonly outputs: ReceivedRecord<EntityAnnotationsRecord>[] = [];
   readonly dead: ReceivedRecord<DeadLetterRecord>[] = [];
+  /** Records already seen (partition:offset): a reader that rebalances reads some again; those are not duplicates in the topic. */
+  private readonly seen = new Set<string>();
   static async start(client: StreamClient): Promise<Tally> {
     const t = new Tally();
-    await client.readAnnotations((r) => t.outputs.push(r));
-    await client.readDeadLetters((r) => t.dead.push(r));
+    await client.readAnnotations((r) => {
+      if (t.first(`o${r.partition}:${r.offset}`)) t.outputs.push(r);
+    });
+    await client.readDeadLetters((r) => {
+      if (t.first(`d${r.partition}:${r.offset}`)) t.dead.push(r);
+    });
     return t;
+  }
+  private first(at: string): boolean {
+    if (this.seen.has(at)) return false;
+    this.seen.add(at);
+    return true;
+  }
+  /** The ids counted more than once, with where each copy is (for the log). */
+  duplicates(): string[] {
+    const where = new Map<string, string[]>();
+    for (const o of this.outputs) {
+      const part = (o.record as unknown as { part?: { index: number } | null }).part;
+      if (part && part.index > 0) continue;
+      where.set(o.record.documentId, [...(where.get(o.record.documentId) ?? []), `out ${o.partition}:${o.offset}`]);
+    }
+    for (const d of this.dead) where.set(d.key ?? '', [...(where.get(d.key ?? '') ?? []), `dlq ${d.partition}:${d.offset}`]);
+    return [...where].filter(([, w]) => w.length > 1).map(([id, w]) => `${id} (${w.join(', ')})`);
   }
   /** Each id's count over outputs (part 0 of a paged output only) and dead letters. */
   counts(): Map<string, number> {
@@ -213,6 +242,7 @@ async function takeoverRun(variant: 'restart' | 'survivor', sessionTimeoutMs: nu
     const settled = await tally.settle(ids, 120_000);
     if (!settled) log(`${variant} ${sessionTimeoutMs}: not every id came out`);
     const account = tally.account(ids);
+    if (account.duplicated > 0) log(`duplicated: ${tally.duplicates().slice(0, 10).join('; ')}`);
     log(`${variant}, session ${sessionTimeoutMs} ms: takeover ${takeoverSeconds ?? 'none'} s (dead member had ${dead.join(',')}); ${account.recordsIn} in, ${account.lost} lost, ${account.duplicated} duplicated; load ${load1m}`);
     return { variant, sessionTimeoutMs, heartbeatIntervalMs, takeoverSeconds, deadPartitions: dead, load1m: round(load1m, 2), recordsIn: account.recordsIn, lost: account.lost, duplicated: account.duplicated };
   } finally {
@@ -347,6 +377,244 @@ async function heavySection(quick: boolean) {
   };
 }
 
+// ---------------------------------------------------------------- faults
+
+const INFRA = path.join(ROOT, 'scripts/infra.sh');
+
+/** A private Kafka and Neo4j (scripts/infra.sh on free ports and its own state directory): the shared ones are never stopped. */
+class PrivateServers {
+  private constructor(
+    readonly dir: string,
+    private readonly env: Record<string, string>,
+    readonly brokers: string[],
+    readonly neo4jUri: string,
+  ) {}
+  static async start(): Promise<PrivateServers> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'rmbert-reliability-infra-'));
+    // The shared state's resolved classpaths, so that no Maven run is needed.
+    const shared = path.join(process.env.RMBERT_INFRA_DIR ?? path.join(ROOT, '.infra'), 'classpath');
+    if (existsSync(shared)) await cp(shared, path.join(dir, 'classpath'), { recursive: true });
+    const [kafka, controller, neo4j] = [await freePort(), await freePort(), await freePort()];
+    const env = { RMBERT_INFRA_DIR: dir, RMBERT_KAFKA_PORT: String(kafka), RMBERT_KAFKA_CONTROLLER_PORT: String(controller), RMBERT_NEO4J_PORT: String(neo4j), RMBERT_INFRA_CDS: '0' };
+    const servers = new PrivateServers(dir, env, [`127.0.0.1:${kafka}`], `bolt://127.0.0.1:${neo4j}`);
+    await servers.infra('up');
+    return servers;
+  }
+  async infra(action: 'up' | 'down', which?: 'kafka' | 'neo4j'): Promise<void> {
+    await execFileP('bash', [INFRA, action, ...(which ? [which] : [])], { env: { ...process.env, ...this.env }, timeout: 300_000 });
+  }
+  async close(): Promise<void> {
+    await this.infra('down').catch(() => undefined);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+interface Shutdown {
+  what: string;
+  code: number | null;
+  seconds: number;
+}
+
+/** SIGTERM and the time to exit (the process is killed 60 s after the signal if still running). */
+async function terminate(serve: ServeProcess, what: string): Promise<Shutdown> {
+  const at = Date.now();
+  serve.child.kill('SIGTERM');
+  const code = await Promise.race([serve.exited, sleep(60_000).then(() => 'hung' as const)]);
+  const seconds = (Date.now() - at) / 1000;
+  if (code === 'hung') serve.kill();
+  log(`${what}: exit ${code} ${round(seconds, 1)} s after SIGTERM`);
+  return { what, code: code === 'hung' ? -1 : code, seconds: round(seconds, 2) };
+}
+
+async function faultsSection(quick: boolean) {
+  const scale = quick ? 0.5 : 1;
+  const servers = await PrivateServers.start();
+  const names = runNames('faults');
+  const graphName = names.group;
+  const config = clientConfig(names, servers.brokers);
+  const client = new StreamClient(config, SILENT_LOGGER);
+  const events: { t: number; event: string }[] = [];
+  const started = Date.now();
+  const event = (e: string) => {
+    events.push({ t: round((Date.now() - started) / 1000, 1), event: e });
+    log(`t=${round((Date.now() - started) / 1000, 0)} s: ${e}`);
+  };
+  const procs: ServeProcess[] = [];
+  const shutdowns: Shutdown[] = [];
+  let unexpectedExits = 0;
+  try {
+    // The graph: the triples of Medical.spo about the sample texts, plus a slice of the rest.
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'rmbert-reliability-'));
+    await writeTestGraph(samples().map((d) => d.text), path.join(tmp, 'graph.spo'), 2000);
+    const graph = new Neo4jKnowledgeGraph({ uri: servers.neo4jUri, user: 'neo4j', password: LOCAL_NEO4J_PASSWORD, graphName });
+    await graph.init();
+    await loadSpoFile(path.join(tmp, 'graph.spo'), graph, { replace: true });
+    const graphBefore = await graph.stats();
+    await rm(tmp, { recursive: true, force: true });
+    await client.createTopics(4);
+    const tally = await Tally.start(client);
+    const serveEnvFor = async (instance: string) =>
+      serveEnv(names, {
+        brokers: servers.brokers,
+        modelDir: MODEL_DIR,
+        port: await freePort(),
+        extra: {
+          RMBERT_INSTANCE_ID: instance,
+          RMBERT_EMBEDDED: 'false',
+          RMBERT_NEO4J_URI: servers.neo4jUri,
+          RMBERT_NEO4J_PASSWORD: LOCAL_NEO4J_PASSWORD,
+          RMBERT_KG_GRAPH: graphName,
+          RMBERT_KG_RETRY_MAX_MS: '2000',
+          RMBERT_MODEL_POLL_MS: '0',
+        },
+      });
+    const spawnMember = async (instance: string) => {
+      const p = spawnServe(await serveEnvFor(instance));
+      procs.push(p);
+      void p.exited.then((code) => {
+        if (code !== 0 && code !== null && !p.child.killed) {
+          unexpectedExits++;
+          log(`${instance} exited by itself with ${code}: ${p.err().slice(-500)}`);
+        }
+      });
+      return p;
+    };
+    let a = await spawnMember('a');
+    let b = await spawnMember('b');
+    await Promise.all([waitReady(a), waitReady(b)]);
+    event('two members ready');
+
+    // The input: normal documents at 20/s, the hostile corpus spread over the run, an oversized record
+    // (just under 1 MiB, text over the limit), ten entity-dense documents in a row, heavy documents.
+    const docs = samples();
+    const ids: string[] = [];
+    const corpus = hostileCorpus({ maxTextChars: 100_000, prefix: names.group });
+    const placed: Placed[] = [];
+    let paused = false;
+    let producing = true;
+    let n = 0;
+    let hostileAt = 0;
+    const specials: { at: number; docs: Document[] }[] = [
+      { at: 10, docs: [{ ...docs[0], id: 'oversized-0', text: '咳'.repeat(340_000) }] },
+      { at: 30, docs: Array.from({ length: 10 }, (_, i) => ({ ...docs[1], id: `dense-${i}`, text: '痛。'.repeat(4300) })) },
+      { at: 45, docs: [{ ...docs[2], id: 'heavy-0', text: heavyText(90_000) }] },
+      { at: 95, docs: [{ ...docs[3], id: 'heavy-1', text: heavyText(60_000) }] },
+    ];
+    const producer = (async () => {
+      for (let tick = 0; producing; tick++) {
+        if (!paused) {
+          const t = (Date.now() - started) / 1000;
+          const batch: Document[] = Array.from({ length: 2 }, () => ({ ...docs[n % docs.length], id: `normal-${n++}` }));
+          for (const sp of specials) if (sp.at * scale <= t && sp.docs.length > 0) batch.push(...sp.docs.splice(0));
+          try {
+            await client.produceDocuments(batch);
+            ids.push(...batch.map((d) => d.id));
+            // About two hostile cases a second.
+            const want = Math.min(corpus.length, Math.floor(tick / 5) * 1 + 1);
+            while (hostileAt < want) {
+              const c = corpus[hostileAt++];
+              const [where] = await client.produceRaw([{ key: c.key, value: c.value, partition: c.n % 4 }]);
+              placed.push({ ...c, ...where });
+            }
+          } catch (error) {
+            log(`produce failed (${(error as Error).message}); the batch is dropped from the count`);
+          }
+        }
+        await sleep(100);
+      }
+    })();
+
+    const at = async (seconds: number) => {
+      const wait = started + seconds * scale * 1000 - Date.now();
+      if (wait > 0) await sleep(wait);
+    };
+    // SIGKILL of a member mid-stream (mid-transaction, most likely), and its restart.
+    await at(20);
+    const deadPartitions = ((a.logLines('joined consumer group').filter((l) => l.lane === 'normal').at(-1)?.partitions as number[] | undefined) ?? []).slice();
+    a.child.kill('SIGKILL');
+    const killedAt = Date.now();
+    event('SIGKILL member a');
+    await a.exited;
+    await sleep(2000);
+    a = await spawnMember('a2');
+    event('member a2 started');
+    let takeoverSeconds: number | null = null;
+    void waitFor('takeover', () => {
+      const first = tally.outputs.find((o) => o.timestamp > killedAt + 100 && deadPartitions.includes(o.partition));
+      if (first) takeoverSeconds = (first.receivedAt - killedAt) / 1000;
+      return first !== undefined;
+    }, 120_000, 100).catch(() => undefined);
+
+    // Broker stopped (the producer pauses meanwhile) and started again.
+    await at(50);
+    paused = true;
+    await servers.infra('down', 'kafka');
+    event('broker stopped');
+    await sleep(15_000 * scale);
+    await servers.infra('up', 'kafka');
+    paused = false;
+    event('broker started');
+
+    // Neo4j stopped and started again.
+    await at(90);
+    await servers.infra('down', 'neo4j');
+    event('neo4j stopped');
+    await sleep(20_000 * scale);
+    await servers.infra('up', 'neo4j');
+    event('neo4j started');
+
+    // SIGTERM of a member after all this, mid-stream; then it is started again.
+    await at(130);
+    shutdowns.push(await terminate(b, 'member b, mid-stream after the outages'));
+    b = await spawnMember('b2');
+    event('member b2 started');
+    await at(145);
+    producing = false;
+    await producer;
+    event(`input stopped: ${ids.length} documents and ${placed.length} hostile records`);
+
+    const drained = await tally.settle(ids, 300_000);
+    const account = tally.account(ids);
+    const stalled = ids.filter((id) => !tally.counts().has(id)).length;
+    event(`drained: ${drained}, ${stalled} normal/special documents not out`);
+    shutdowns.push(await terminate(a, 'member a2 at the end'));
+    shutdowns.push(await terminate(b, 'member b2 at the end'));
+    await tally.settle([], 10_000, 2000);
+    const hostile = accountHostile(placed, names.input, tally.outputs, tally.dead);
+    const final = tally.account(ids);
+    const graphAfter = await graph.stats().catch(() => null);
+    await graph.close();
+    log(`faults: ${final.recordsIn + placed.length} records in, lost ${final.lost}, duplicated ${final.duplicated}, hostile unhandled ${hostile.unhandled.length} of ${hostile.cases}`);
+    return {
+      definition: 'Two rmbert serve members (models/medical, Neo4j graph) on a private Kafka and Neo4j (scripts/infra.sh, own ports and state); input: normal documents at 20/s, the hostile corpus at ~2 records/s on explicit partitions, an oversized record (340,000 characters, just under 1 MiB), ten entity-dense documents (8,600 characters of 痛。) in a row, heavy documents (90,000 and 60,000 characters). Faults: SIGKILL of a member mid-stream and restart, broker stopped 15 s, Neo4j stopped 20 s, SIGTERM of a member mid-stream. Every id counted in the outputs (read_committed) and the dead-letter topic.',
+      scale,
+      events,
+      documents: final.recordsIn,
+      hostileRecords: placed.length,
+      recordsIn: final.recordsIn + placed.length,
+      lost: final.lost + hostile.unhandled.filter((u) => u.endsWith(': lost')).length,
+      duplicated: final.duplicated + hostile.unhandled.filter((u) => u.includes('outputs and')).length,
+      stalledRecords: stalled,
+      drainedBeforeDeadline: drained,
+      deadLettered: account.deadLettered,
+      hostileCases: hostile.cases,
+      hostileUnhandled: hostile.unhandled.length,
+      hostileUnhandledCases: hostile.unhandled.slice(0, 20),
+      shutdowns,
+      shutdownSecondsMax: Math.max(...shutdowns.map((s) => s.seconds)),
+      shutdownCodes: shutdowns.map((s) => s.code),
+      takeoverAfterKillSeconds: takeoverSeconds,
+      unexpectedExits,
+      graphUnchanged: JSON.stringify(graphAfter) === JSON.stringify(graphBefore),
+    };
+  } finally {
+    for (const p of procs) p.kill();
+    await client.deleteTopics().catch(() => undefined);
+    await client.close();
+    await servers.close();
+  }
+}
+
 // ---------------------------------------------------------------- main
 
 type Sections = Record<string, unknown>;
@@ -374,10 +642,19 @@ async function main(): Promise<void> {
   const loadBefore = loadAverage();
   const { sections } = readPrevious();
   if (only.has('takeover')) sections.takeover = { command, at: new Date().toISOString(), ...(await takeoverSection(quick)) };
+  if (only.has('faults')) sections.faults = { command, at: new Date().toISOString(), ...(await faultsSection(quick)) };
   if (only.has('heavy')) sections.heavy = { command, at: new Date().toISOString(), ...(await heavySection(quick)) };
   const takeover = sections.takeover as { takeoverSecondsAtDefault?: number | null } | undefined;
   const heavy = sections.heavy as { heavyLaneNormalP99Ms?: number | null } | undefined;
+  const faults = sections.faults as Record<string, unknown> | undefined;
   const summary = {
+    recordsIn: faults?.recordsIn ?? null,
+    lost: faults?.lost ?? null,
+    duplicated: faults?.duplicated ?? null,
+    stalledRecords: faults?.stalledRecords ?? null,
+    hostileCases: faults?.hostileCases ?? null,
+    hostileUnhandled: faults?.hostileUnhandled ?? null,
+    shutdownSecondsMax: faults?.shutdownSecondsMax ?? null,
     takeoverSeconds: takeover?.takeoverSecondsAtDefault ?? null,
     heavyLaneNormalP99Ms: heavy?.heavyLaneNormalP99Ms ?? null,
   };

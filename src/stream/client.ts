@@ -86,6 +86,20 @@ export class StreamClient {
     });
   }
 
+  /**
+   * Produces records as given (any bytes, for fault and hostile-input tests), one send each, and
+   * returns where each landed.
+   */
+  async produceRaw(records: readonly { key: Buffer | string | null; value: Buffer | null; partition?: number; topic?: string }[]): Promise<{ partition: number; offset: string }[]> {
+    const producer = await this.producerClient();
+    const placed: { partition: number; offset: string }[] = [];
+    for (const r of records) {
+      const [meta] = await producer.send({ topic: r.topic ?? this.config.topics.input, acks: -1, messages: [{ key: r.key, value: r.value, partition: r.partition }] });
+      placed.push({ partition: meta.partition, offset: meta.baseOffset ?? '-1' });
+    }
+    return placed;
+  }
+
   async publishModelUpdate(update: ModelUpdateRecord): Promise<void> {
     const producer = await this.producerClient();
     await producer.send({ topic: this.config.topics.modelUpdates, acks: -1, messages: [{ key: update.version, value: codecs().modelUpdate.encode(update) }] });
