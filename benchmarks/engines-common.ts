@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildConfig, isolatedRunOverrides, type StageConfig } from '../src/config/index.ts';
 import type { InjectedSentence } from '../src/domain/index.ts';
+import { mulberry32 } from '../src/domain/random.ts';
 import {
   createSnapshot,
   InMemoryKnowledgeGraph,
@@ -55,17 +56,6 @@ export interface BenchModel {
   weightsFile: string | null;
 }
 
-/** Small seeded PRNG in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomTensor(shape: number[], rng: () => number, std: number, base = 0): { shape: number[]; data: Float32Array } {
   const n = shape.reduce((a, b) => a * b, 1);

@@ -3,6 +3,7 @@
  * been trained. Weights follow BERT's initialisation (N(0, 0.02), zero biases, unit LayerNorm) from a
  * seeded generator; the artifact is a real one (manifest, hashes), its predictions are noise.
  */
+import { mulberry32 } from '../domain/random.ts';
 import { expectedWeightShapes, writeArtifact } from '../model/artifact.ts';
 import { SHIPPED_VOCAB_SHA256 } from '../model/tokenizer.ts';
 import type { ArtifactConfig, BertConfig, ModelArtifact, WeightMap } from '../model/types.ts';
@@ -20,20 +21,8 @@ const DEMO_BERT: BertConfig = {
   layerNormEps: 1e-12,
 };
 
-/** Mulberry32: small, seedable, good enough for initial weights. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export async function writeDemoArtifact(dir: string, seed = 1, name = 'rmbert-random-demo'): Promise<ModelArtifact> {
-  const uniform = rng(seed);
+  const uniform = mulberry32(seed);
   const normal = () => Math.sqrt(-2 * Math.log(uniform() + 1e-12)) * Math.cos(2 * Math.PI * uniform());
   const weights: WeightMap = new Map();
   for (const [key, shape] of expectedWeightShapes(DEMO_BERT, { numLabels: DEMO_LABELS.length, mlmHead: false })) {

@@ -19,6 +19,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import AdmZip from 'adm-zip';
+import { mulberry32, shuffleInPlace } from '../domain/random.ts';
 import { SchemaError } from '../errors/index.ts';
 import type { BertTokenizer } from '../model/tokenizer.ts';
 import { loadCorpus } from './datasets.ts';
@@ -63,28 +64,6 @@ export interface BuildCorpusOptions {
   /** Only for tests: stop after this many documents per source. */
   maxDocumentsPerSource?: number;
   log?: (line: string) => void;
-}
-
-/** Mulberry32: a small, fast, seedable PRNG; deterministic across platforms. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** In-place Fisher-Yates shuffle with a seeded PRNG. */
-export function shuffleInPlace<T>(items: T[] | Int32Array, random: () => number): void {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    const t = items[i];
-    items[i] = items[j];
-    items[j] = t as never;
-  }
 }
 
 /** Minimal RFC 4180 CSV parser (quoted fields, doubled quotes, newlines inside quotes). */

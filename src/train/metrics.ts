@@ -15,7 +15,7 @@
  * Plus per-type strict P/R/F1 (the paper's table 5), an error breakdown, and a paired bootstrap of the
  * F1 difference between two systems scored on the same sentences.
  */
-import { mulberry32 } from './corpus.ts';
+import { mulberry32 } from '../domain/random.ts';
 
 export interface TypedSpan {
   /** First token index. */

@@ -24,7 +24,8 @@ import { BertModel } from '../model/bert.ts';
 import { readSafetensors, toWeightMap, writeSafetensors } from '../model/safetensors.ts';
 import type { BertTokenizer } from '../model/tokenizer.ts';
 import type { BertConfig, WeightMap } from '../model/types.ts';
-import { mulberry32, shuffleInPlace, type PretrainCorpus } from './corpus.ts';
+import { mulberry32, shuffleInPlace } from '../domain/random.ts';
+import type { PretrainCorpus } from './corpus.ts';
 
 export interface PretrainOptions {
   config: BertConfig;

@@ -5,7 +5,7 @@
  * can learn how far to trust each source. To keep it from trusting the list blindly, training can drop a
  * random share of its surfaces (`dropTerms`), a different share each epoch; evaluation uses the whole list.
  */
-import { mulberry32 } from './corpus.ts';
+import { mulberry32 } from '../domain/random.ts';
 import type { NerSentence } from './datasets.ts';
 
 export const TERM_RELATION = '词表';

@@ -5,7 +5,7 @@ import { MASK_NEGATIVE, writeAdditiveMask, type InjectedSentence } from '../../.
 import { ModelError } from '../../../src/errors/index.ts';
 import { selectBackend } from '../../../src/model/backend.ts';
 import { BertModel, configureKernels, gatherRowsScatterGrad, matMulExplicitGrad, parameterShapes, type BertInputs } from '../../../src/model/bert.ts';
-import { mulberry32 } from '../../../src/train/corpus.ts';
+import { mulberry32 } from '../../../src/domain/random.ts';
 import type { BertConfig, WeightMap } from '../../../src/model/types.ts';
 import { referenceEncode, referenceMlmLogits, referenceTokenLogits, type RefInput } from './bert-reference.ts';
 

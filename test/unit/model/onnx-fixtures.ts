@@ -4,17 +4,7 @@ import type { BertConfig, WeightMap } from '../../../src/model/types.ts';
 
 export type Rng = () => number;
 
-/** Small seeded PRNG in [0, 1). */
-export function mulberry32(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 } from '../../../src/domain/random.ts';
 
 /** HF-named weights, uniform in [-scale, scale] (LayerNorm gains around 1). */
 export function randomWeights(config: BertConfig, numLabels: number, rng: Rng, scale: number): WeightMap {

@@ -7,7 +7,7 @@ import { selectBackend } from '../../../src/model/backend.ts';
 import { BertModel } from '../../../src/model/bert.ts';
 import { TfjsEngine } from '../../../src/model/tfjs-engine.ts';
 import type { ArtifactConfig, BertConfig, ModelArtifact } from '../../../src/model/types.ts';
-import { mulberry32 } from '../../../src/train/corpus.ts';
+import { mulberry32 } from '../../../src/domain/random.ts';
 
 const config: BertConfig = { vocabSize: 50, hiddenSize: 16, numLayers: 2, numHeads: 2, intermediateSize: 32, maxPositions: 64, typeVocabSize: 2, layerNormEps: 1e-12 };
 const LABELS = ['O', 'B-X', 'I-X'];

@@ -8,13 +8,12 @@ import { BertTokenizer } from '../../../src/model/tokenizer.ts';
 import {
   buildPretrainCorpus,
   MSRA_TRAIN_SENTENCES,
-  mulberry32,
   parseCsv,
   readCorpusDocuments,
   readMsraTrainSentences,
-  shuffleInPlace,
   splitSentences,
 } from '../../../src/train/corpus.ts';
+import { mulberry32, shuffleInPlace } from '../../../src/domain/random.ts';
 import { SHARED_DATA, sharedData } from '../../helpers/paths.ts';
 
 let tokenizer: BertTokenizer;
