@@ -257,6 +257,7 @@ export function createReviewServer(options: ReviewServerOptions): ReviewServer {
     if (reviewer === null) {
       const f = failures && now() - failures.since < 60_000 ? failures : { count: 0, since: now() };
       f.count++;
+      if (failedLogins.size >= 10_000) failedLogins.clear();
       failedLogins.set(ip, f);
       log.warn('sign-in refused', { ip });
       return reply.code(401).send({ error: 'unknown token' });
