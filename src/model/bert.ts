@@ -54,23 +54,22 @@ export interface BertLoadOptions {
 }
 
 /**
- * How the forward pass computes attention and gradients. 'auto' uses the wasm-friendly forms on the wasm
- * backend only; tests and benchmarks pin them to compare.
+ * How the forward pass computes attention and gradients; a property of each model (BertModel.kernels),
+ * 'auto' everywhere unless a test or benchmark pins a form to compare.
  */
 export interface KernelOptions {
+  /**
+   * 'auto': on the wasm and cpu backends. Explicit-transpose matMuls (wasm's transposed matMul is ~50x
+   * slower than plain) and a scatter-add gradient for gathers: tf.gather's own gradient runs
+   * UnsortedSegmentSum, which wasm lacks and the pure-JS cpu backend computes one vocabulary row at a time.
+   */
   customGradients: 'auto' | 'on' | 'off';
   /** 'auto': per-head 2-D loop for one sentence, one batched matMul for more. */
   attention: 'auto' | 'loop' | 'batched';
   /** 'auto': sum embeddings in JavaScript for inference on wasm and cpu; 'gather': always tf.gather. */
   inferenceEmbeddings: 'auto' | 'js' | 'gather';
 }
-const kernelOptions: KernelOptions = { customGradients: 'auto', attention: 'auto', inferenceEmbeddings: 'auto' };
-export function configureKernels(opts: Partial<KernelOptions>): void {
-  Object.assign(kernelOptions, opts);
-}
-function useCustomGradients(): boolean {
-  return kernelOptions.customGradients === 'on' || (kernelOptions.customGradients === 'auto' && tf.getBackend() === 'wasm');
-}
+export const DEFAULT_KERNELS: Readonly<KernelOptions> = Object.freeze({ customGradients: 'auto', attention: 'auto', inferenceEmbeddings: 'auto' });
 
 const INIT_STD = 0.02;
 
@@ -128,16 +127,16 @@ export function batchMatMulExplicitGrad(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tens
   return f(a, b) as tf.Tensor3D;
 }
 
-function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D, training: boolean): tf.Tensor3D {
-  return training && useCustomGradients() ? batchMatMulExplicitGrad(a, b) : tf.matMul(a, b);
+function batchMatMul(a: tf.Tensor3D, b: tf.Tensor3D, explicitGrad: boolean): tf.Tensor3D {
+  return explicitGrad ? batchMatMulExplicitGrad(a, b) : tf.matMul(a, b);
 }
 
-function matMul(x: tf.Tensor2D, w: tf.Tensor2D, training: boolean): tf.Tensor2D {
-  return training && useCustomGradients() ? matMulExplicitGrad(x, w) : tf.matMul(x, w);
+function matMul(x: tf.Tensor2D, w: tf.Tensor2D, explicitGrad: boolean): tf.Tensor2D {
+  return explicitGrad ? matMulExplicitGrad(x, w) : tf.matMul(x, w);
 }
 
-function gatherRows(table: tf.Tensor2D, ids: tf.Tensor1D, training: boolean): tf.Tensor2D {
-  return training && useCustomGradients() ? gatherRowsScatterGrad(table, ids) : tf.gather(table, ids);
+function gatherRows(table: tf.Tensor2D, ids: tf.Tensor1D, explicitGrad: boolean): tf.Tensor2D {
+  return explicitGrad ? gatherRowsScatterGrad(table, ids) : tf.gather(table, ids);
 }
 
 /** Exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)). */
@@ -229,6 +228,8 @@ export class BertModel {
   dropoutRate: number;
   /** Seed of the dropout masks; advances with every mask so a resumed run can continue the sequence. */
   dropoutSeed: number;
+  /** How this model's forward pass computes attention and gradients (tests and benchmarks pin forms). */
+  kernels: KernelOptions = { ...DEFAULT_KERNELS };
   private inferenceCache: Map<string, tf.Tensor> | null = null;
   private embeddingTables: { word: Float32Array; position: Float32Array; type: Float32Array } | null = null;
   private disposed = false;
@@ -330,8 +331,15 @@ export class BertModel {
     return tf.dropout(x, this.dropoutRate, undefined, this.dropoutSeed++) as T;
   }
 
+  /** Custom-gradient kernels for a training pass, when this model's kernels and the backend call for them. */
+  private explicitGrad(training: boolean): boolean {
+    if (!training) return false;
+    const mode = this.kernels.customGradients;
+    return mode === 'on' || (mode === 'auto' && (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu'));
+  }
+
   private dense(x: tf.Tensor2D, name: string, training: boolean): tf.Tensor2D {
-    return tf.add(matMul(x, this.v(`${name}.weight`) as tf.Tensor2D, training), this.v(`${name}.bias`));
+    return tf.add(matMul(x, this.v(`${name}.weight`) as tf.Tensor2D, this.explicitGrad(training)), this.v(`${name}.bias`));
   }
 
   /** Final hidden states [B, T, hidden]. */
@@ -348,14 +356,14 @@ export class BertModel {
       const flat = (t: tf.Tensor2D) => tf.reshape(t, [N]) as tf.Tensor1D;
       const jsEmbeddings =
         !training &&
-        (kernelOptions.inferenceEmbeddings === 'js' ||
-          (kernelOptions.inferenceEmbeddings === 'auto' && (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu')));
+        (this.kernels.inferenceEmbeddings === 'js' ||
+          (this.kernels.inferenceEmbeddings === 'auto' && (tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu')));
       let x = jsEmbeddings ? this.embedInJs(inputs, N) : tf.add(
         tf.add(
-          gatherRows(this.v('bert.embeddings.word_embeddings.weight') as tf.Tensor2D, flat(inputs.tokenIds), training),
-          gatherRows(this.v('bert.embeddings.position_embeddings.weight') as tf.Tensor2D, flat(inputs.softPositions), training),
+          gatherRows(this.v('bert.embeddings.word_embeddings.weight') as tf.Tensor2D, flat(inputs.tokenIds), this.explicitGrad(training)),
+          gatherRows(this.v('bert.embeddings.position_embeddings.weight') as tf.Tensor2D, flat(inputs.softPositions), this.explicitGrad(training)),
         ),
-        gatherRows(this.v('bert.embeddings.token_type_embeddings.weight') as tf.Tensor2D, flat(inputs.segmentIds), training),
+        gatherRows(this.v('bert.embeddings.token_type_embeddings.weight') as tf.Tensor2D, flat(inputs.segmentIds), this.explicitGrad(training)),
       ) as tf.Tensor2D;
       x = layerNorm(x, this.v('bert.embeddings.LayerNorm.weight'), this.v('bert.embeddings.LayerNorm.bias'), eps);
       x = this.dropout(x, training);
@@ -415,19 +423,19 @@ export class BertModel {
     // Keys transposed explicitly to [d, T] per head: no transposed matmul anywhere.
     const kt = tf.reshape(tf.transpose(tf.reshape(k, [B, T, nh, d]), [0, 2, 3, 1]), [B * nh, d, T]) as tf.Tensor3D;
     let context: tf.Tensor3D;
-    const batched = kernelOptions.attention === 'batched' || (kernelOptions.attention === 'auto' && B > 1);
+    const batched = this.kernels.attention === 'batched' || (this.kernels.attention === 'auto' && B > 1);
     if (batched) {
-      const scores = tf.add(tf.reshape(batchMatMul(qh, kt, training), [B, nh, T, T]), mask4);
+      const scores = tf.add(tf.reshape(batchMatMul(qh, kt, this.explicitGrad(training)), [B, nh, T, T]), mask4);
       const probs = this.dropout(tf.softmax(scores), training);
-      context = batchMatMul(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, vh, training);
+      context = batchMatMul(tf.reshape(probs, [B * nh, T, T]) as tf.Tensor3D, vh, this.explicitGrad(training));
     } else {
       const qs = tf.unstack(qh) as tf.Tensor2D[];
       const ks = tf.unstack(kt) as tf.Tensor2D[];
       const vs = tf.unstack(vh) as tf.Tensor2D[];
-      const scores = tf.add(tf.reshape(tf.stack(qs.map((qi, j) => matMul(qi, ks[j], training))), [B, nh, T, T]), mask4);
+      const scores = tf.add(tf.reshape(tf.stack(qs.map((qi, j) => matMul(qi, ks[j], this.explicitGrad(training)))), [B, nh, T, T]), mask4);
       const probs = this.dropout(tf.softmax(scores), training);
       const ps = tf.unstack(tf.reshape(probs, [B * nh, T, T])) as tf.Tensor2D[];
-      context = tf.stack(ps.map((pi, j) => matMul(pi, vs[j], training))) as tf.Tensor3D;
+      context = tf.stack(ps.map((pi, j) => matMul(pi, vs[j], this.explicitGrad(training)))) as tf.Tensor3D;
     }
     const merged = tf.reshape(tf.transpose(tf.reshape(context, [B, nh, T, d]), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D;
     const attnOut = this.dropout(this.dense(merged, n.ao, training), training);
@@ -458,7 +466,7 @@ export class BertModel {
     if (!this.hasMlmHead) throw new ModelError('model has no masked-LM head');
     return tf.tidy(() => {
       const [B, T, H] = hidden.shape;
-      const rows = gatherRows(tf.reshape(hidden, [B * T, H]) as tf.Tensor2D, positions, training);
+      const rows = gatherRows(tf.reshape(hidden, [B * T, H]) as tf.Tensor2D, positions, this.explicitGrad(training));
       const t = layerNorm(
         gelu(this.dense(rows, 'cls.predictions.transform.dense', training)),
         this.v('cls.predictions.transform.LayerNorm.weight'),
@@ -467,10 +475,10 @@ export class BertModel {
       );
       const words = this.v('bert.embeddings.word_embeddings.weight') as tf.Tensor2D;
       const bias = this.v('cls.predictions.bias') as tf.Tensor1D;
-      if (!vocabSubset) return tf.add(matMul(t, tf.transpose(words), training), bias) as tf.Tensor2D;
-      const decoder = tf.transpose(gatherRows(words, vocabSubset, training)) as tf.Tensor2D;
-      const subsetBias = tf.reshape(gatherRows(tf.reshape(bias, [-1, 1]) as tf.Tensor2D, vocabSubset, training), [-1]);
-      return tf.add(matMul(t, decoder, training), subsetBias) as tf.Tensor2D;
+      if (!vocabSubset) return tf.add(matMul(t, tf.transpose(words), this.explicitGrad(training)), bias) as tf.Tensor2D;
+      const decoder = tf.transpose(gatherRows(words, vocabSubset, this.explicitGrad(training))) as tf.Tensor2D;
+      const subsetBias = tf.reshape(gatherRows(tf.reshape(bias, [-1, 1]) as tf.Tensor2D, vocabSubset, this.explicitGrad(training)), [-1]);
+      return tf.add(matMul(t, decoder, this.explicitGrad(training)), subsetBias) as tf.Tensor2D;
     });
   }
 
@@ -501,7 +509,7 @@ export class BertModel {
   }
 }
 
-/** HF layout -> model layout (transposes Linear weights). Disposes its input if it makes a new tensor. */
+/** HF layout -> model layout (transposes Linear weights). Leaves its input to the caller (fromWeights' tf.tidy disposes it). */
 function toModelLayout(name: string, t: tf.Tensor): tf.Tensor {
   return isLinearWeight(name) ? tf.transpose(t) : t;
 }

@@ -19,7 +19,6 @@ import { ConfigError, ModelError } from '../errors/index.ts';
 import { CONFIG_FILE, parseArtifactConfig, writeArtifact } from '../model/artifact.ts';
 import { CRF_WEIGHT_NAMES } from '../model/decode.ts';
 import type { CrfScores } from '../model/decode.ts';
-import { configureKernels } from '../model/bert.ts';
 import type { BertModel } from '../model/bert.ts';
 import type { BertTokenizer } from '../model/tokenizer.ts';
 import type { ArtifactConfig, KnowledgeOptions, ModelArtifact, WeightMap } from '../model/types.ts';
@@ -287,9 +286,6 @@ export class ContinualTrainer {
     input: RoundInput,
     crf: CrfScores | null,
   ): Promise<{ optimizer: RecAdam; status: RoundStatus; examples: number; seconds: number; meanLoss: number; schedule: RoundResult['schedule'] }> {
-    // tf.gather's own gradient runs UnsortedSegmentSum, which the pure-JS cpu backend computes one
-    // vocabulary row at a time; the scatter-add gradient avoids it.
-    if (tf.getBackend() === 'cpu') configureKernels({ customGradients: 'on' });
     model.dropoutRate = o.dropout ?? 0.1;
     model.dropoutSeed = o.seed;
     const perEpoch = epochBatches(set, 0, o.seed, o.batchTokens, o.batchSize).length;

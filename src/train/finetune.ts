@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import cliProgress from 'cli-progress';
 import { ConfigError, ModelError } from '../errors/index.ts';
 import { loadArtifact, writeArtifact } from '../model/artifact.ts';
-import { BertModel, configureKernels } from '../model/bert.ts';
+import { BertModel } from '../model/bert.ts';
 import { readSafetensors, toWeightMap, writeSafetensors } from '../model/safetensors.ts';
 import type { BertTokenizer } from '../model/tokenizer.ts';
 import type { ArtifactConfig, BertConfig, KnowledgeOptions, ModelArtifact, WeightMap } from '../model/types.ts';
@@ -423,9 +423,6 @@ function validate(o: FineTuneOptions): void {
 
 export async function fineTune(o: FineTuneOptions): Promise<FineTuneResult> {
   validate(o);
-  // tf.gather's own gradient runs UnsortedSegmentSum, which the pure-JS cpu backend computes one
-  // vocabulary row at a time (minutes per step); the scatter-add gradient avoids it.
-  if (tf.getBackend() === 'cpu') configureKernels({ customGradients: 'on' });
   const log = o.log ?? ((line: string) => console.error(line));
   const labels = bioLabels(o.types);
   await mkdir(o.runDir, { recursive: true });

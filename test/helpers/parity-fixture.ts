@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { BertModel } from '../../src/model/bert.ts';
+import { BertModel, type KernelOptions } from '../../src/model/bert.ts';
 import { importCheckpointFile, type ImportedCheckpoint } from '../../src/model/checkpoint-import.ts';
 import { writeAdditiveMask } from '../../src/domain/index.ts';
 import { REPO_ROOT } from './paths.ts';
@@ -109,8 +109,9 @@ export interface ParityMeasurement {
  * Runs every fixture sentence alone and all of them in one padded batch on the current tfjs backend and
  * compares hidden states and logits with the float64 reference.
  */
-export async function measureParity(fixture: ParityFixture, imported: ImportedCheckpoint): Promise<ParityMeasurement> {
+export async function measureParity(fixture: ParityFixture, imported: ImportedCheckpoint, kernels: Partial<KernelOptions> = {}): Promise<ParityMeasurement> {
   const model = BertModel.fromWeights(imported.config, imported.weights, imported.numLabels);
+  model.kernels = { ...model.kernels, ...kernels };
   const lines: ParityMeasurement['lines'] = [];
   try {
     const H = imported.config.hiddenSize;

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { MASK_NEGATIVE, writeAdditiveMask, type InjectedSentence } from '../../../src/domain/index.ts';
 import { ModelError } from '../../../src/errors/index.ts';
 import { selectBackend } from '../../../src/model/backend.ts';
-import { BertModel, configureKernels, gatherRowsScatterGrad, matMulExplicitGrad, parameterShapes, type BertInputs } from '../../../src/model/bert.ts';
+import { BertModel, DEFAULT_KERNELS, gatherRowsScatterGrad, matMulExplicitGrad, parameterShapes, type BertInputs, type KernelOptions } from '../../../src/model/bert.ts';
 import { mulberry32 } from '../../../src/domain/random.ts';
 import type { BertConfig, WeightMap } from '../../../src/model/types.ts';
 import { referenceEncode, referenceMlmLogits, referenceTokenLogits, type RefInput } from './bert-reference.ts';
@@ -174,16 +174,19 @@ describe('BertModel forward pass', () => {
     const model = BertModel.fromWeights(config, randomWeights(16), NUM_LABELS);
     const inputs = toInputs([treeSentence([1, 5, 9, 11, 20, 21, 3, 2]), treeSentence([4, 4, 7, 8, 9, 10, 11, 12])], 8);
     try {
-      configureKernels({ inferenceEmbeddings: 'js', attention: 'loop' });
+      model.kernels = { ...model.kernels, inferenceEmbeddings: 'js', attention: 'loop' };
       const js = model.tokenLogits(inputs).dataSync();
-      configureKernels({ inferenceEmbeddings: 'gather', attention: 'batched' });
+      model.kernels = { ...model.kernels, inferenceEmbeddings: 'gather', attention: 'batched' };
       const gathered = model.tokenLogits(inputs).dataSync();
       assert.ok(maxAbsDiff(js, gathered) < 1e-5);
-      configureKernels({ inferenceEmbeddings: 'js' });
+      model.kernels = { ...model.kernels, inferenceEmbeddings: 'js' };
       const bad = toInputs([treeSentence([1, 5, 9, 11, 20, 21, 3, 40])], 8);
       assert.throws(() => model.encode(bad), /token id 40/);
+      // Kernel forms belong to the model: another model is unaffected.
+      const other = BertModel.fromWeights(config, randomWeights(16), NUM_LABELS);
+      assert.deepEqual(other.kernels, DEFAULT_KERNELS);
+      other.dispose();
     } finally {
-      configureKernels({ inferenceEmbeddings: 'auto', attention: 'auto' });
       model.dispose();
     }
   });
@@ -287,8 +290,8 @@ describe('training workarounds', () => {
       return tf.add(mlm, tok) as tf.Scalar;
     };
     const vars = [...model.variables.values()];
-    const run = (opts: Parameters<typeof configureKernels>[0]) => {
-      configureKernels(opts);
+    const run = (opts: Partial<KernelOptions>) => {
+      model.kernels = { ...model.kernels, ...opts };
       return tf.variableGrads(loss, vars);
     };
     try {
@@ -309,7 +312,6 @@ describe('training workarounds', () => {
       assert.ok(wordGrad[39].every((v) => v === 0));
       assert.ok(wordGrad[20].some((v) => v !== 0));
     } finally {
-      configureKernels({ customGradients: 'auto', attention: 'auto' });
       model.dispose();
     }
   });

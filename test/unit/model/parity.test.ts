@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { BertModel, configureKernels } from '../../../src/model/bert.ts';
+import { BertModel, type KernelOptions } from '../../../src/model/bert.ts';
 import { selectBackend } from '../../../src/model/backend.ts';
 import { MASK_NEGATIVE, writeAdditiveMask } from '../../../src/domain/index.ts';
 import { batchOf, importParityCheckpoint, loadParityFixture, measureParity, relativeError, runFixtureBatch } from '../../helpers/parity-fixture.ts';
@@ -35,8 +35,8 @@ test('tfjs forward pass matches the float64 reference within 1e-4 (imported HF c
   assert.deepEqual(imported.unused.map((u) => u.name).sort(), ['bert.pooler.dense.bias', 'bert.pooler.dense.weight']);
 
   const results: string[] = [];
-  const check = async (label: string): Promise<void> => {
-    const measured = await measureParity(fixture, imported);
+  const check = async (label: string, kernels: Partial<KernelOptions>): Promise<void> => {
+    const measured = await measureParity(fixture, imported, kernels);
     for (const line of measured.lines) {
       results.push(`${label} ${line.label}: hidden ${line.hidden.toExponential(2)}, logits ${line.logits.toExponential(2)}`);
       assert.ok(line.hidden <= TOLERANCE, `${label} ${line.label} hidden relative error ${line.hidden}`);
@@ -57,13 +57,9 @@ test('tfjs forward pass matches the float64 reference within 1e-4 (imported HF c
   };
 
   await selectBackend('wasm', () => undefined);
-  for (const attention of ['loop', 'batched'] as const) {
-    configureKernels({ attention });
-    await check(`wasm/${attention}`);
-  }
+  for (const attention of ['loop', 'batched'] as const) await check(`wasm/${attention}`, { attention });
   await import('@tensorflow/tfjs-backend-cpu');
   assert.ok(await tf.setBackend('cpu'));
-  configureKernels({ attention: 'loop' });
-  await check('cpu/loop');
+  await check('cpu/loop', { attention: 'loop' });
   for (const line of results) t.diagnostic(line);
 });
