@@ -201,3 +201,20 @@ test("the reviewer's assertion of an entity is carried (Feedback v2), is part of
   const otherAssertion = await app.inject({ method: 'POST', url, payload: { entities: [{ ...FIXED[0], assertion: { ...negated, polarity: 'present' } }, FIXED[1]] }, headers });
   assert.equal(otherAssertion.statusCode, 409);
 });
+
+test('the queue API: least confident first, filters by type and model version, progress counts, no text in the list', async () => {
+  const { app, queue } = setup();
+  queue.addDocument({ id: 'doc-2', sourceSystem: 's', patientRef: 'P', text: '腹痛3天', createdAt: 1, section: null });
+  queue.addAnnotations({ documentId: 'doc-2', documentCreatedAt: 1, modelVersion: 'm2', kgVersion: 'kg', annotatedAt: 3, part: 0, parts: 1, kgDegraded: false, entities: [{ start: 0, end: 2, text: '腹痛', type: 'Symptom', score: 0.3, linked: [], assertion: null }] });
+  const headers = { authorization: `Bearer ${TOKEN}` };
+  const all = (await app.inject({ method: 'GET', url: '/api/queue', headers })).json();
+  assert.deepEqual(all.items.map((i: { documentId: string }) => i.documentId), ['doc-2', 'doc-1']);
+  assert.equal(all.counts.waiting, 2);
+  assert.deepEqual(all.facets.modelVersions, ['m1', 'm2']);
+  assert.ok(!JSON.stringify(all).includes('高血') && !JSON.stringify(all).includes('腹痛'), 'the list carries no text');
+  const disease = (await app.inject({ method: 'GET', url: '/api/queue?type=Disease', headers })).json();
+  assert.deepEqual(disease.items.map((i: { documentId: string }) => i.documentId), ['doc-1']);
+  const m2 = (await app.inject({ method: 'GET', url: '/api/queue?modelVersion=m2', headers })).json();
+  assert.deepEqual(m2.items.map((i: { documentId: string }) => i.documentId), ['doc-2']);
+  assert.equal(m2.counts.waiting, 1);
+});
