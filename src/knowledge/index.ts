@@ -29,7 +29,7 @@ export type {
   KnowledgeInjectorOptions,
   KnowledgeServiceOptions,
   KnowledgeSnapshot,
-  KnowledgeSource,
   SentenceInput,
   SnapshotOptions,
+  SnapshotSource,
 } from './service.ts';

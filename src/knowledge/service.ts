@@ -39,7 +39,8 @@ export async function createSnapshot(graph: KnowledgeGraph, options: SnapshotOpt
   return Object.freeze({ version: stamp?.version ?? null, stamp, matcher, lookup });
 }
 
-export interface KnowledgeSource {
+/** Whatever holds the graph's current snapshot (the live service, or a fixed snapshot for training). */
+export interface SnapshotSource {
   readonly current: KnowledgeSnapshot;
 }
 
@@ -50,7 +51,7 @@ export interface KnowledgeServiceOptions extends SnapshotOptions {
   onError?: (error: unknown) => void;
 }
 
-export class KnowledgeService implements KnowledgeSource {
+export class KnowledgeService implements SnapshotSource {
   private snapshot: KnowledgeSnapshot;
   private readonly graph: KnowledgeGraph;
   private readonly options: KnowledgeServiceOptions;
@@ -123,7 +124,7 @@ export class KnowledgeService implements KnowledgeSource {
 }
 
 /** A fixed snapshot as a source (tests, offline training on a graph that does not change). */
-export function staticKnowledge(snapshot: KnowledgeSnapshot): KnowledgeSource {
+export function staticKnowledge(snapshot: KnowledgeSnapshot): SnapshotSource {
   return { current: snapshot };
 }
 
@@ -184,13 +185,13 @@ export interface KnowledgeInjectorOptions extends SentenceTreeOptions {
 export class KnowledgeInjector {
   readonly builder: SentenceTreeBuilder;
   private readonly tokenizer: TokenizerPort;
-  private readonly source: KnowledgeSource | null;
+  private readonly source: SnapshotSource | null;
   private readonly degradedRetryMs: number;
   private readonly now: () => number;
   private degradedUntil = -Infinity;
 
   /** `source` may be null only for the model input without knowledge (`knowledge: false`). */
-  constructor(tokenizer: TokenizerPort, source: KnowledgeSource | null, options: KnowledgeInjectorOptions = {}) {
+  constructor(tokenizer: TokenizerPort, source: SnapshotSource | null, options: KnowledgeInjectorOptions = {}) {
     this.tokenizer = tokenizer;
     this.builder = new SentenceTreeBuilder(tokenizer, options);
     if (source === null && this.builder.options.knowledge) {
