@@ -440,6 +440,12 @@ test("the trainer panel: the trainer's rounds as they happen (in progress, refus
   trainerMetrics.ready({ storeOpen: true, consumerStarted: true, championFound: true });
   const panel = await browser!.newPage();
   await panel.setViewport({ width: 1000, height: 800 });
+  // A Content-Security-Policy violation (an inline style or script) would show here.
+  const errors: string[] = [];
+  panel.on('pageerror', (e) => errors.push(String(e)));
+  panel.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`${m.text()} ${m.location().url ?? ''}`);
+  });
   // Sessions live in the process: after the restart above, the reviewer signs in again.
   await panel.goto(`${review!.url}/trainer`);
   assert.match(panel.url(), /\/login$/);
@@ -478,6 +484,7 @@ test("the trainer panel: the trainer's rounds as they happen (in progress, refus
   ]);
   assert.equal((await panel.$$('#chart polyline')).length, 4, 'gold and holdout, champion and challenger');
   assert.match(await status(), /feedback stored: train 32, holdout 8/);
+  assert.deepEqual(errors, []);
   if (process.env.RMBERT_REVIEW_PANEL_SCREENSHOT) await panel.screenshot({ path: process.env.RMBERT_REVIEW_PANEL_SCREENSHOT as `${string}.png`, fullPage: true });
   await panel.close();
 });
