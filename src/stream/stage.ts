@@ -23,6 +23,7 @@ import { safeErrorMessage } from '../pipeline/logging.ts';
 import { ModelDirectoryWatcher, ModelSwitcher, type ModelCatalog } from '../pipeline/model-swap.ts';
 import { NO_STAGE_METRICS, type AssertionAssessor, type KnowledgeSource, type Logger, type ModelLoader, type ModelRequest, type StageMetrics } from '../pipeline/ports.ts';
 import { BatchProcessor, type BatchResult } from '../pipeline/processor.ts';
+import { processInPieces } from '../pipeline/pieces.ts';
 import { EngineTurns, onTurns, type Lane } from '../pipeline/turns.ts';
 import { codecs, InvalidUtf8Error, type DeadLetterRecord } from './codecs.ts';
 import { DEAD_LETTER_PREFIX_BYTES, fitAnnotations, fitDeadLetter, truncatedDeadLetter } from './fit.ts';
@@ -570,6 +571,8 @@ class Stage implements StageHandle {
     const result: BatchResult = await withRetry(async () => {
       await this.models.installStaged();
       const model = this.lanes.length > 1 ? onTurns(this.models.current, this.turns, lane.name) : this.models.current;
+      // The heavy lane's one document, in pieces, so that the normal lane runs in between (src/pipeline/pieces.ts).
+      if (lane.name === 'heavy' && docs.length === 1) return processInPieces(this.processor, docs[0], model);
       return this.processor.process(docs, model);
     }, this.retryOptions('micro-batch'));
 
