@@ -15,6 +15,7 @@ import { PromStageMetrics, startMetricsServer } from '../../../src/metrics/index
 import { SILENT_LOGGER } from '../../../src/pipeline/logging.ts';
 import { delegatingModel, type ModelLoader } from '../../../src/pipeline/ports.ts';
 import { NOT_READY_AFTER_ABORTS, startStage, type StageHandle } from '../../../src/stream/stage.ts';
+import { withCommitFaults } from '../harness/kafka-faults.ts';
 import { writeRandomArtifact } from './artifact.ts';
 import { Collector, TestProducer, createTopics, decodeAnnotations, sampleDocuments, stageConfig, tempDir, testKafka, testNames } from './harness.ts';
 
@@ -41,26 +42,7 @@ test('transactions aborting in a row turn the stage not ready, with the reason; 
   // The real client, with every transactional commit failing (before it reaches the broker) while `failing` is set.
   let failing = true;
   const real = testKafka();
-  const faulty = new Proxy(real, {
-    get(target, prop, receiver) {
-      if (prop !== 'producer') return Reflect.get(target, prop, receiver);
-      return (cfg: Parameters<typeof real.producer>[0]) => {
-        const producer = target.producer(cfg);
-        if (!cfg?.transactionalId) return producer;
-        const transaction = producer.transaction.bind(producer);
-        producer.transaction = async () => {
-          const tx = await transaction();
-          const commit = tx.commit.bind(tx);
-          tx.commit = async () => {
-            if (failing) throw Object.assign(new Error('injected: connection closed before EndTxn'), { retriable: true });
-            await commit();
-          };
-          return tx;
-        };
-        return producer;
-      };
-    },
-  });
+  const faulty = withCommitFaults(real, () => (failing ? 'before' : null));
   const metrics = new PromStageMetrics({ processMetrics: false });
   let stage: StageHandle | null = null;
   const server = await startMetricsServer({ registry: metrics.registry, port: 0, host: '127.0.0.1', readiness: () => stage?.readiness() ?? { ready: false, checks: { started: false } } });

@@ -4,36 +4,14 @@
  * with every problem listed.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { Document } from '../../../src/domain/index.ts';
 import { KAFKA_BROKERS } from '../../helpers/infra.ts';
 import { REPO_ROOT } from '../../helpers/paths.ts';
+import { freePort, spawnServe } from '../harness/serve.ts';
 import { writeRandomArtifact } from './artifact.ts';
 import { Collector, TestProducer, createTopics, decodeAnnotations, sampleDocuments, tempDir, testKafka, testNames } from './harness.ts';
-
-const BIN = path.join(REPO_ROOT, 'bin/rmbert.js');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function spawnServe(env: Record<string, string>) {
-  const child = spawn(process.execPath, [BIN, 'serve'], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, exited, out: () => stdout, err: () => stderr };
-}
 
 test('a bad configuration exits 2 and lists every problem', async () => {
   const serve = spawnServe({ RMBERT_ENGINE: 'gpu', RMBERT_METRICS_PORT: 'x', RMBERT_BATCH_MAX_RECORDS: '0', RMBERT_NEO4J_PASSWORD: '' });

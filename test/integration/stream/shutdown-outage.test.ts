@@ -6,10 +6,9 @@
  * `rmbert serve` runs; then SIGTERM must end the process within the shutdown deadline, with exit 0.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -19,10 +18,10 @@ import type { Document } from '../../../src/domain/index.ts';
 import { codecs } from '../../../src/stream/codecs.ts';
 import { toEmrDocumentRecord } from '../../../src/stream/records.ts';
 import { REPO_ROOT } from '../../helpers/paths.ts';
+import { freePort, metric, serveEnv, spawnServe, waitFor, waitReady } from '../harness/serve.ts';
 import { writeRandomArtifact } from './artifact.ts';
 import { createTopics, sampleDocuments, tempDir, testNames } from './harness.ts';
 
-const BIN = path.join(REPO_ROOT, 'bin/rmbert.js');
 const INFRA = path.join(REPO_ROOT, 'scripts/infra.sh');
 const DEADLINE_MS = 15_000;
 const run = promisify(execFile);
@@ -30,15 +29,6 @@ const run = promisify(execFile);
 let infraDir = '';
 let infraEnv: Record<string, string> = {};
 let brokers: string[] = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function infra(action: 'up' | 'down'): Promise<void> {
   await run('bash', [INFRA, action, 'kafka'], { env: { ...process.env, ...infraEnv }, timeout: 240_000 });
@@ -60,20 +50,6 @@ after(async () => {
   await rm(infraDir, { recursive: true, force: true });
 });
 
-async function metric(base: string, name: string): Promise<number> {
-  const text = await fetch(`${base}/metrics`).then((r) => r.text(), () => '');
-  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : NaN;
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 async function produce(topic: string, docs: Document[]): Promise<void> {
   const kafka = new Kafka({ clientId: 'rmbert-test-outage', brokers, logLevel: logLevel.NOTHING, retry: { retries: 10 } });
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, allowAutoTopicCreation: false });
@@ -93,62 +69,41 @@ test('after a broker outage and reconnect, SIGTERM ends rmbert serve within the 
   const kafka = new Kafka({ clientId: 'rmbert-test-outage', brokers, logLevel: logLevel.NOTHING });
   await createTopics(kafka, names, 1);
   const port = await freePort();
-  const child = spawn(process.execPath, [BIN, 'serve'], {
-    cwd: REPO_ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '',
-      RMBERT_KAFKA_BROKERS: brokers.join(','),
-      RMBERT_INPUT_TOPIC: names.input,
-      RMBERT_OUTPUT_TOPIC: names.output,
-      RMBERT_DLQ_TOPIC: names.deadLetter,
-      RMBERT_FEEDBACK_TOPIC: names.feedback,
-      RMBERT_MODEL_UPDATES_TOPIC: names.modelUpdates,
-      RMBERT_GROUP_ID: names.group,
-      RMBERT_TRANSACTIONAL_ID_PREFIX: names.group,
-      RMBERT_MODEL_DIR: modelDir,
-      RMBERT_ENGINE: 'onnx',
-      RMBERT_EMBEDDED: 'true',
-      RMBERT_KG_FILE: path.join(REPO_ROOT, 'data/kg/Medical.spo'),
-      RMBERT_METRICS_PORT: String(port),
-      RMBERT_METRICS_HOST: '127.0.0.1',
-      RMBERT_SHUTDOWN_DEADLINE_MS: String(DEADLINE_MS),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const serve = spawnServe(
+    serveEnv(names, {
+      brokers,
+      modelDir,
+      port,
+      extra: { RMBERT_SHUTDOWN_DEADLINE_MS: String(DEADLINE_MS) },
+    }),
+  );
+  const { child, exited } = serve;
   const base = `http://127.0.0.1:${port}`;
   try {
-    await waitFor('ready', () => fetch(`${base}/readyz`).then((r) => r.status === 200, () => false), 120_000).catch((e: Error) => {
-      throw new Error(`${e.message}; stderr:\n${stderr}\nstdout:\n${stdout.slice(-3000)}`);
-    });
+    await waitReady(serve);
     const samples = await sampleDocuments();
     const docs = (prefix: string): Document[] => samples.slice(0, 10).map((d, i) => ({ ...d, id: `${prefix}-${i}` }));
     await produce(names.input, docs('before'));
-    await waitFor('10 records out', async () => (await metric(base, 'rmbert_records_out_total')) >= 10, 60_000);
+    await waitFor('10 records out', async () => (await metric(base, 'rmbert_records_out_total')) >= 10, 60_000, 250);
 
     // The outage: the broker stops (cleanly, as in a restart) for a while, then comes back.
     await infra('down');
     await new Promise((r) => setTimeout(r, 8000));
     await infra('up');
     await produce(names.input, docs('after'));
-    await waitFor('the stage back at work after the outage', async () => (await metric(base, 'rmbert_records_out_total')) >= 20, 180_000);
+    await waitFor('the stage back at work after the outage', async () => (await metric(base, 'rmbert_records_out_total')) >= 20, 180_000, 250);
 
     const signalledAt = Date.now();
     child.kill('SIGTERM');
     const code = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), DEADLINE_MS + 10_000))]);
     const took = Date.now() - signalledAt;
-    assert.notEqual(code, 'hung', `still running ${took} ms after SIGTERM; log tail:\n${stdout.slice(-2000)}`);
-    assert.equal(code, 0, `exit ${code}; stderr:\n${stderr}`);
+    assert.notEqual(code, 'hung', `still running ${took} ms after SIGTERM; log tail:\n${serve.out().slice(-2000)}`);
+    assert.equal(code, 0, `exit ${code}; stderr:\n${serve.err()}`);
     assert.ok(took < DEADLINE_MS + 1000, `exited ${took} ms after SIGTERM (deadline ${DEADLINE_MS} ms)`);
-    const endedExplicitly = stdout.includes('did not end by itself');
+    const endedExplicitly = serve.out().includes('did not end by itself');
     console.log(`exited ${took} ms after SIGTERM, after a broker outage and reconnect${endedExplicitly ? ' (ended explicitly: something kept the event loop alive)' : ''}`);
   } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    serve.kill();
     await tmp.remove();
   }
 });

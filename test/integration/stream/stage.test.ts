@@ -16,6 +16,7 @@ import { PromStageMetrics } from '../../../src/metrics/index.ts';
 import { SILENT_LOGGER } from '../../../src/pipeline/logging.ts';
 import { codecs } from '../../../src/stream/codecs.ts';
 import { startStage, type StageHandle } from '../../../src/stream/stage.ts';
+import { withCommitFaults } from '../harness/kafka-faults.ts';
 import { writeRandomArtifact } from './artifact.ts';
 import {
   Collector,
@@ -323,36 +324,12 @@ describe('stage: failed output transactions', () => {
     // The real client, with the transactional producers' commit failing on the 2nd call (before it
     // reaches the broker: the transaction is still open and gets aborted) and on the 4th (after the
     // broker committed: the client only sees an error, as when a reply is lost).
-    let commits = 0;
     const faults: string[] = [];
     const real = testKafka();
-    const faulty = new Proxy(real, {
-      get(target, prop, receiver) {
-        if (prop !== 'producer') return Reflect.get(target, prop, receiver);
-        return (cfg: Parameters<typeof real.producer>[0]) => {
-          const producer = target.producer(cfg);
-          if (!cfg?.transactionalId) return producer;
-          const transaction = producer.transaction.bind(producer);
-          producer.transaction = async () => {
-            const tx = await transaction();
-            const commit = tx.commit.bind(tx);
-            tx.commit = async () => {
-              commits++;
-              if (commits === 2) {
-                faults.push('before');
-                throw Object.assign(new Error('injected: connection closed before EndTxn'), { retriable: true });
-              }
-              await commit();
-              if (commits === 4) {
-                faults.push('after');
-                throw Object.assign(new Error('injected: reply to EndTxn lost'), { retriable: true });
-              }
-            };
-            return tx;
-          };
-          return producer;
-        };
-      },
+    const faulty = withCommitFaults(real, (n) => {
+      const what = n === 2 ? 'before' : n === 4 ? 'after' : null;
+      if (what) faults.push(what);
+      return what;
     });
     const metrics = new PromStageMetrics({ processMetrics: false });
     let stage: StageHandle | null = null;
