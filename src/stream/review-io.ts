@@ -44,12 +44,17 @@ export class ReviewSourceReader {
     this.log = logger.child({ component: 'review-reader' });
   }
 
+  /** Per topic and partition, the next offset to commit once what was read before it is stored. */
+  private readonly uncommitted = new Map<string, { topic: string; partition: number; offset: string }>();
+
   /**
    * Reads both topics from the group's committed offsets (the start of each topic for a new group).
-   * `store` receives each fetched batch's records and must have stored them when it resolves: only
-   * then are the batch's offsets committed.
+   * `store` receives each fetched batch's records and resolves true when everything read so far is
+   * stored (on disk): only then are the offsets committed, this batch's and those of earlier batches
+   * it did not store at once (so that a busy topic is not written to disk batch by batch). A record
+   * read but not yet stored when the process ends is read again.
    */
-  async start(store: (inputs: ReviewInput[]) => Promise<void>): Promise<void> {
+  async start(store: (inputs: ReviewInput[]) => Promise<boolean>): Promise<void> {
     const { topics, kafka } = this.config;
     const consumer = this.kafka.consumer({
       groupId: this.groupId,
@@ -78,7 +83,7 @@ export class ReviewSourceReader {
     });
   }
 
-  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload, store: (inputs: ReviewInput[]) => Promise<void>): Promise<void> {
+  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload, store: (inputs: ReviewInput[]) => Promise<boolean>): Promise<void> {
     if (!isRunning() || isStale() || batch.messages.length === 0) return;
     const isDocuments = batch.topic === this.config.topics.input;
     const inputs: ReviewInput[] = [];
@@ -91,11 +96,26 @@ export class ReviewSourceReader {
         this.log.warn('skipped a record that is not readable', { topic: batch.topic, partition: batch.partition, offset: m.offset, error: safeErrorMessage(error) });
       }
     }
-    await store(inputs);
+    const stored = await store(inputs);
     const last = batch.messages[batch.messages.length - 1].offset;
     resolveOffset(last);
-    await this.consumer!.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }]);
+    this.uncommitted.set(`${batch.topic}:${batch.partition}`, { topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() });
+    if (stored) await this.commitStored();
     await heartbeat();
+  }
+
+  /** Commits the offsets of everything read so far; call only once it is stored. */
+  async commitStored(): Promise<void> {
+    if (this.uncommitted.size === 0 || !this.consumer) return;
+    const offsets = [...this.uncommitted.values()];
+    this.uncommitted.clear();
+    try {
+      await this.consumer.commitOffsets(offsets);
+    } catch (error) {
+      // Read again after a restart if this commit is lost; the queue ignores records it already holds.
+      for (const o of offsets) if (!this.uncommitted.has(`${o.topic}:${o.partition}`)) this.uncommitted.set(`${o.topic}:${o.partition}`, o);
+      this.log.warn('could not commit the review reader\'s offsets; retried with the next batch', { error: safeErrorMessage(error) });
+    }
   }
 
   async stop(): Promise<void> {

@@ -85,6 +85,9 @@ function toIncomingAnnotations(r: EntityAnnotationsRecord): IncomingAnnotations 
   };
 }
 
+/** Longest time the review queue on disk lags what was read (see saveIfDue below). */
+const SAVE_INTERVAL_MS = 1000;
+
 export interface ReviewSession {
   url: string;
   stop(): Promise<void>;
@@ -113,13 +116,29 @@ export async function startReview(stage: StageConfig, config: ReviewConfig, logg
     return 0;
   });
   if (resent > 0) logger.info('resent feedback left unacknowledged by the last run', { records: resent });
+  // The queue is written to disk at most once a second (and when a reader batch finds it due); the
+  // reader commits offsets only after that, so a crash in between means reading those records again.
+  let dirty = false;
+  let savedAt = 0;
+  const saveIfDue = (force: boolean): boolean => {
+    if (!dirty) return true;
+    if (!force && Date.now() - savedAt < SAVE_INTERVAL_MS) return false;
+    queue.save();
+    dirty = false;
+    savedAt = Date.now();
+    return true;
+  };
   await reader.start(async (inputs: ReviewInput[]) => {
     for (const input of inputs) {
       if (input.kind === 'document') queue.addDocument(toIncomingDocument(input.record));
       else queue.addAnnotations(toIncomingAnnotations(input.record));
     }
-    queue.save();
+    dirty ||= inputs.length > 0;
+    return saveIfDue(false);
   });
+  const flusher = setInterval(() => {
+    if (dirty && saveIfDue(true)) void reader.commitStored();
+  }, SAVE_INTERVAL_MS);
   await updates.start((u) => panel.addUpdate({ version: u.version, createdAt: u.createdAt, metrics: { ...u.metrics } }));
   const poller = config.trainerMetricsUrl ? pollTrainer(panel, config.trainerMetricsUrl, config.trainerPollMs) : null;
   logger.info('review page listening', { url, host: config.host, port, stateDir: config.stateDir, counts: queue.counts() });
@@ -127,7 +146,10 @@ export async function startReview(stage: StageConfig, config: ReviewConfig, logg
     url,
     async stop() {
       poller?.stop();
+      clearInterval(flusher);
       await server.app.close();
+      saveIfDue(true);
+      await reader.commitStored();
       await reader.stop();
       await updates.stop();
       await sender.close();

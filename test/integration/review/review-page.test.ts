@@ -125,13 +125,13 @@ async function startReview(stateDir: string): Promise<{ child: ChildProcess; url
   return { child, url, lines };
 }
 
-async function stopReview(): Promise<number | null> {
+async function stopReview(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
   if (!review) return null;
   const { child } = review;
   review = null;
   if (child.exitCode !== null) return child.exitCode;
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  child.kill('SIGTERM');
+  child.kill(signal);
   return exited;
 }
 
@@ -487,4 +487,21 @@ test("the trainer panel: the trainer's rounds as they happen (in progress, refus
   assert.deepEqual(errors, []);
   if (process.env.RMBERT_REVIEW_PANEL_SCREENSHOT) await panel.screenshot({ path: process.env.RMBERT_REVIEW_PANEL_SCREENSHOT as `${string}.png`, fullPage: true });
   await panel.close();
+});
+
+test('a crash (SIGKILL) right after reading loses nothing: what was not yet on disk is read again', async () => {
+  const createdAt = 1_700_000_000_400;
+  const producer = await TestProducer.connect(kafka);
+  await producer.documents(names.input, [{ id: 'doc-e', text: '胸闷气短。', createdAt, sourceSystem: 'test', patientRef: 'PATIENT-0042', language: 'zh', section: null }]);
+  await producer.raw(names.output, [{ key: 'doc-e', value: codecs().entityAnnotations.encode(annotations('doc-e', createdAt, [[0, 2, '胸闷', 'Symptom', 0.5]])) }]);
+  await producer.close();
+  await waitFor('doc-e in the queue', async () => (await api('/api/queue')).body?.items.some((i: { documentId: string }) => i.documentId === 'doc-e'), 30_000);
+  assert.equal(await stopReview('SIGKILL'), null);
+  review = await startReview(path.join(tmp.dir, 'state'));
+  const queue = await waitFor('doc-e again', async () => {
+    const { body } = await api('/api/queue');
+    return body?.items.some((i: { documentId: string }) => i.documentId === 'doc-e') && body;
+  }, 30_000);
+  assert.equal(queue.counts.waiting, 1, 'doc-e once');
+  assert.equal(queue.counts.reviewed, 3, 'the reviews before the crash');
 });
