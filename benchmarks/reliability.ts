@@ -109,8 +109,8 @@ export class Tally {
   duplicates(): string[] {
     const where = new Map<string, string[]>();
     for (const o of this.outputs) {
-      const part = (o.record as unknown as { part?: { index: number } | null }).part;
-      if (part && part.index > 0) continue;
+      // A paged output counts once, by its part 0.
+      if (o.record.part > 0) continue;
       where.set(o.record.documentId, [...(where.get(o.record.documentId) ?? []), `out ${o.partition}:${o.offset}`]);
     }
     for (const d of this.dead) where.set(d.key ?? '', [...(where.get(d.key ?? '') ?? []), `dlq ${d.partition}:${d.offset}`]);
@@ -120,8 +120,8 @@ export class Tally {
   counts(): Map<string, number> {
     const counts = new Map<string, number>();
     for (const o of this.outputs) {
-      const part = (o.record as unknown as { part?: { index: number } | null }).part;
-      if (part && part.index > 0) continue;
+      // A paged output counts once, by its part 0.
+      if (o.record.part > 0) continue;
       counts.set(o.record.documentId, (counts.get(o.record.documentId) ?? 0) + 1);
     }
     for (const d of this.dead) counts.set(d.key ?? '', (counts.get(d.key ?? '') ?? 0) + 1);
@@ -321,7 +321,7 @@ async function heavyRun(name: string, extra: Record<string, string>, options: { 
       const batch: Document[] = [];
       const due = Math.floor(((tick + 1) * tickMs * options.normalPerSecond) / 1000) - n;
       for (let i = 0; i < due; i++, n++) batch.push({ ...docs[n % docs.length], id: `normal-${n}` });
-      if (Date.now() - started >= h * options.heavyEverySeconds * 1000 + 2000) batch.push({ ...docs[0], id: `heavy-${h++}`, text });
+      if (options.heavyEverySeconds > 0 && Date.now() - started >= h * options.heavyEverySeconds * 1000 + 2000) batch.push({ ...docs[0], id: `heavy-${h++}`, text });
       const at = Date.now();
       if (batch.length > 0) await client.produceDocuments(batch);
       for (const d of batch) producedAt.set(d.id, at);
@@ -361,16 +361,18 @@ async function heavyRun(name: string, extra: Record<string, string>, options: { 
 }
 
 async function heavySection(quick: boolean) {
-  const options = quick ? { seconds: 30, normalPerSecond: 20, heavyEverySeconds: 15, heavyChars: 50_000 } : { seconds: 75, normalPerSecond: 20, heavyEverySeconds: 25, heavyChars: 90_000 };
+  const options = quick ? { seconds: 30, normalPerSecond: 5, heavyEverySeconds: 15, heavyChars: 50_000 } : { seconds: 75, normalPerSecond: 5, heavyEverySeconds: 25, heavyChars: 90_000 };
   const runs: HeavyRun[] = [];
+  // The floor: normal documents alone.
+  runs.push(await heavyRun('no-heavy-documents', {}, { ...options, heavyEverySeconds: 0 }));
   // Before issue 15 item 2: micro-batches cut on records and bytes only, every document in its partition's micro-batch.
-  runs.push(await heavyRun('records-and-bytes-only', { RMBERT_BATCH_MAX_CHARS: '100000000', RMBERT_HEAVY_DOC_CHARS: '0' }, options));
+  runs.push(await heavyRun('records-and-bytes-only', { RMBERT_BATCH_MAX_COST: '100000000', RMBERT_HEAVY_DOC_COST: '0' }, options));
   // Cost-based micro-batches, no lane.
-  runs.push(await heavyRun('cost-cut-no-lane', { RMBERT_HEAVY_DOC_CHARS: '0' }, options));
+  runs.push(await heavyRun('cost-cut-no-lane', { RMBERT_HEAVY_DOC_COST: '0' }, options));
   // The defaults: cost-based micro-batches and the heavy-document lane.
   runs.push(await heavyRun('heavy-lane', {}, options));
   return {
-    definition: `normal documents (the sample EMRs, 30-120 characters) at ${options.normalPerSecond}/s and one heavy document of ${options.heavyChars} characters every ${options.heavyEverySeconds} s for ${options.seconds} s, on 4 partitions, one rmbert serve (models/medical, ONNX Runtime, embedded graph); latency = arrival of the output at a read_committed consumer - production of the input`,
+    definition: `normal documents (the sample EMRs, 30-120 characters) at ${options.normalPerSecond}/s and one heavy document of ${options.heavyChars} characters (the sample texts over and over) every ${options.heavyEverySeconds} s for ${options.seconds} s (no-heavy-documents: the normal ones alone), on 4 partitions, one rmbert serve (models/medical, ONNX Runtime, embedded graph); latency = arrival of the output at a read_committed consumer - production of the input`,
     options,
     runs,
     heavyLaneNormalP99Ms: runs.find((r) => r.name === 'heavy-lane')?.normalLatencyMs.p99 ?? null,
@@ -434,7 +436,8 @@ async function faultsSection(quick: boolean) {
   const config = clientConfig(names, servers.brokers);
   const client = new StreamClient(config, SILENT_LOGGER);
   const events: { t: number; event: string }[] = [];
-  const started = Date.now();
+  // The schedule's clock starts when both members are ready.
+  let started = Date.now();
   const event = (e: string) => {
     events.push({ t: round((Date.now() - started) / 1000, 1), event: e });
     log(`t=${round((Date.now() - started) / 1000, 0)} s: ${e}`);
@@ -482,6 +485,7 @@ async function faultsSection(quick: boolean) {
     let a = await spawnMember('a');
     let b = await spawnMember('b');
     await Promise.all([waitReady(a), waitReady(b)]);
+    started = Date.now();
     event('two members ready');
 
     // The input: normal documents at 20/s, the hostile corpus spread over the run, an oversized record
@@ -538,6 +542,9 @@ async function faultsSection(quick: boolean) {
     await sleep(2000);
     a = await spawnMember('a2');
     event('member a2 started');
+    // Ready before the next fault (a stage that cannot reach a broker at start exits 1 by design).
+    await waitReady(a);
+    event('member a2 ready');
     let takeoverSeconds: number | null = null;
     void waitFor('takeover', () => {
       const first = tally.outputs.find((o) => o.timestamp > killedAt + 100 && deadPartitions.includes(o.partition));
@@ -568,9 +575,17 @@ async function faultsSection(quick: boolean) {
     shutdowns.push(await terminate(b, 'member b, mid-stream after the outages'));
     b = await spawnMember('b2');
     event('member b2 started');
+    await waitReady(b);
+    event('member b2 ready');
     await at(145);
     producing = false;
     await producer;
+    // The rest of the corpus, so that every case is in every run.
+    while (hostileAt < corpus.length) {
+      const c = corpus[hostileAt++];
+      const [where] = await client.produceRaw([{ key: c.key, value: c.value, partition: c.n % 4 }]);
+      placed.push({ ...c, ...where });
+    }
     event(`input stopped: ${ids.length} documents and ${placed.length} hostile records`);
 
     const drained = await tally.settle(ids, 300_000);
@@ -629,6 +644,33 @@ function readPrevious(): { sections: Sections } {
   }
 }
 
+function markdown(result: { command: string; machine: string; loadAverageBefore: number[]; loadAverageAfter: number[]; summary: Record<string, unknown>; sections: Sections }): string {
+  const lines: string[] = ['# Reliability (issue 15)', '', `Command: \`${result.command}\` (each section keeps the command that produced it in the JSON).`, ''];
+  lines.push(`Machine: ${result.machine}; 2 cores shared with model training, load average ${result.loadAverageBefore.join(' / ')} before, ${result.loadAverageAfter.join(' / ')} after (1/5/15 min).`, '');
+  lines.push('| summary | value |', '|---|---|');
+  for (const [k, v] of Object.entries(result.summary)) lines.push(`| ${k} | ${v ?? 'not measured'} |`);
+  const takeover = result.sections.takeover as { definition: string; runs: TakeoverRun[] } | undefined;
+  if (takeover) {
+    lines.push('', '## Takeover after SIGKILL', '', takeover.definition, '', '| variant | session timeout | heartbeat | takeover (s) | load (1 min) | records | lost | duplicated |', '|---|---|---|---|---|---|---|---|');
+    for (const r of takeover.runs) lines.push(`| ${r.variant} | ${r.sessionTimeoutMs / 1000} s | ${r.heartbeatIntervalMs} ms | ${r.takeoverSeconds ?? 'none'} | ${r.load1m} | ${r.recordsIn} | ${r.lost} | ${r.duplicated} |`);
+  }
+  const heavy = result.sections.heavy as { definition: string; runs: HeavyRun[] } | undefined;
+  if (heavy) {
+    lines.push('', '## Normal documents next to heavy ones', '', heavy.definition, '', '| configuration | normal p50 (ms) | p90 | p99 | max | heavy documents (ms) | load (1 min, mean) | lost | duplicated |', '|---|---|---|---|---|---|---|---|---|');
+    for (const r of heavy.runs) lines.push(`| ${r.name} | ${r.normalLatencyMs.p50} | ${r.normalLatencyMs.p90} | ${r.normalLatencyMs.p99} | ${r.normalLatencyMs.max} | ${r.heavyLatencyMs.join(', ')} | ${r.load1m} | ${r.lost} | ${r.duplicated} |`);
+  }
+  const faults = result.sections.faults as Record<string, unknown> | undefined;
+  if (faults) {
+    lines.push('', '## Fault suite', '', String(faults.definition), '', '| measure | value |', '|---|---|');
+    for (const k of ['recordsIn', 'documents', 'hostileRecords', 'lost', 'duplicated', 'stalledRecords', 'hostileCases', 'hostileUnhandled', 'shutdownSecondsMax', 'shutdownCodes', 'takeoverAfterKillSeconds', 'unexpectedExits', 'graphUnchanged']) {
+      lines.push(`| ${k} | ${JSON.stringify(faults[k])} |`);
+    }
+    const events = faults.events as { t: number; event: string }[] | undefined;
+    if (events) lines.push('', 'Events: ' + events.map((e) => `${e.t} s ${e.event}`).join('; ') + '.');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean' }, help: { type: 'boolean' } } });
   if (values.help) {
@@ -669,6 +711,7 @@ async function main(): Promise<void> {
   };
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(RESULT_FILE, `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(RESULT_FILE.replace(/\.json$/, '.md'), markdown(result));
   log(`wrote ${path.relative(ROOT, RESULT_FILE)}: ${JSON.stringify(summary)}`);
 }
 

@@ -58,7 +58,7 @@ export interface TopicsConfig {
   deadLetter: string;
   feedback: string;
   modelUpdates: string;
-  /** Documents of at least heavy.minChars characters are forwarded here (in the micro-batch's transaction) and annotated by the heavy-document lane. */
+  /** Documents of at least heavy.minCost characters are forwarded here (in the micro-batch's transaction) and annotated by the heavy-document lane. */
   heavy: string;
 }
 
@@ -96,17 +96,18 @@ export interface StageConfig {
     lexiconFile: string | null;
   };
   /**
-   * A micro-batch closes when it holds maxRecords records, maxBytes bytes or maxChars characters of
-   * document text (its cost: inference time grows with the text), or after maxWaitMs, whichever first.
+   * A micro-batch closes when it holds maxRecords records, maxBytes bytes or documents of maxCost cost
+   * (src/pipeline/cost.ts: characters of text plus a fixed amount per sentence, since inference time
+   * grows with both), or after maxWaitMs, whichever first.
    */
-  batch: { maxRecords: number; maxBytes: number; maxChars: number; maxWaitMs: number };
+  batch: { maxRecords: number; maxBytes: number; maxCost: number; maxWaitMs: number };
   /**
-   * The heavy-document lane: a document of at least minChars characters is not annotated in its
+   * The heavy-document lane: a document of cost at least minCost is not annotated in its
    * partition's micro-batch (where it would hold every document behind it) but forwarded to
    * topics.heavy and annotated there by a second consumer of the same process, whose engine calls
    * yield to the normal lane's. 0 = no lane (every document in its micro-batch).
    */
-  heavy: { minChars: number };
+  heavy: { minCost: number };
   /** A document longer than this (UTF-16 code units) is dead-lettered; shorter long ones are windowed. */
   maxTextChars: number;
   model: {
@@ -168,7 +169,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'topics.feedback', env: 'RMBERT_FEEDBACK_TOPIC', flag: 'feedback-topic', kind: 'string', default: 'emr.feedback', doc: 'topic of Feedback records (read by the trainer)' },
   { key: 'topics.modelUpdates', env: 'RMBERT_MODEL_UPDATES_TOPIC', flag: 'model-updates-topic', kind: 'string', default: 'emr.model-updates', doc: 'topic of ModelUpdate records' },
   { key: 'topics.heavy', env: 'RMBERT_HEAVY_TOPIC', flag: 'heavy-topic', kind: 'string', default: '', doc: 'topic of the heavy-document lane (EmrDocument records forwarded by the stage); empty = <input topic>.heavy' },
-  { key: 'heavy.minChars', env: 'RMBERT_HEAVY_DOC_CHARS', flag: 'heavy-doc-chars', kind: 'int', default: '10000', min: 0, max: 10_000_000, doc: 'documents of at least this many characters are annotated in the heavy-document lane, so that they do not hold the documents behind them; 0 = no lane' },
+  { key: 'heavy.minCost', env: 'RMBERT_HEAVY_DOC_COST', flag: 'heavy-doc-cost', kind: 'int', default: '20000', min: 0, max: 10_000_000, doc: 'documents of at least this cost (characters + 16 per sentence) are annotated in the heavy-document lane, so that they do not hold the documents behind them; 0 = no lane' },
   { key: 'groupId', env: 'RMBERT_GROUP_ID', flag: 'group-id', kind: 'string', default: 'rmbert-stage', doc: 'consumer group id of the stage' },
   { key: 'transactionalIdPrefix', env: 'RMBERT_TRANSACTIONAL_ID_PREFIX', flag: 'transactional-id-prefix', kind: 'string', default: 'rmbert-stage', doc: 'prefix of the transactional producer ids (one per input partition)' },
   { key: 'createTopics', env: 'RMBERT_CREATE_TOPICS', flag: 'create-topics', kind: 'bool', default: 'true', doc: 'create missing topics at start' },
@@ -189,7 +190,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'assertion.lexiconFile', env: 'RMBERT_ASSERTION_LEXICON', flag: 'assertion-lexicon', kind: 'string', default: '', doc: 'extra trigger lexicon (TSV, the columns of data/assertion/triggers.tsv) used on top of the shipped one; empty = none' },
   { key: 'batch.maxRecords', env: 'RMBERT_BATCH_MAX_RECORDS', flag: 'batch-max-records', kind: 'int', default: '512', min: 1, max: 100_000, doc: 'records per micro-batch, at most' },
   { key: 'batch.maxBytes', env: 'RMBERT_BATCH_MAX_BYTES', flag: 'batch-max-bytes', kind: 'int', default: '262144', min: 1024, max: 256 * 1024 * 1024, doc: 'record bytes per micro-batch, at most' },
-  { key: 'batch.maxChars', env: 'RMBERT_BATCH_MAX_CHARS', flag: 'batch-max-chars', kind: 'int', default: '20000', min: 1, max: 100_000_000, doc: 'characters of document text per micro-batch, at most (a longer document is alone in its micro-batch)' },
+  { key: 'batch.maxCost', env: 'RMBERT_BATCH_MAX_COST', flag: 'batch-max-cost', kind: 'int', default: '20000', min: 1, max: 100_000_000, doc: 'cost of the documents of a micro-batch (characters + 16 per sentence), at most (a costlier document is alone in its micro-batch)' },
   { key: 'batch.maxWaitMs', env: 'RMBERT_BATCH_MAX_WAIT_MS', flag: 'batch-max-wait-ms', kind: 'int', default: '50', min: 0, max: 60_000, doc: 'longest wait for a micro-batch to fill' },
   { key: 'maxTextChars', env: 'RMBERT_MAX_TEXT_CHARS', flag: 'max-text-chars', kind: 'int', default: '100000', min: 1, max: 10_000_000, doc: 'longest document text accepted; longer ones are dead-lettered' },
   { key: 'model.dir', env: 'RMBERT_MODEL_DIR', flag: 'model-dir', kind: 'string', default: 'models/medical', packagePath: true, doc: 'model artifact directory, or a directory of versioned artifacts (the newest is served); the default is the one in the package' },
@@ -415,8 +416,8 @@ export function buildConfig(sources: ConfigSources = {}): StageConfig {
       versionPollMs: int('knowledge.versionPollMs'),
     },
     assertion: { enabled: bool('assertion.enabled'), lexiconFile },
-    batch: { maxRecords: int('batch.maxRecords'), maxBytes: int('batch.maxBytes'), maxChars: int('batch.maxChars'), maxWaitMs: int('batch.maxWaitMs') },
-    heavy: { minChars: int('heavy.minChars') },
+    batch: { maxRecords: int('batch.maxRecords'), maxBytes: int('batch.maxBytes'), maxCost: int('batch.maxCost'), maxWaitMs: int('batch.maxWaitMs') },
+    heavy: { minCost: int('heavy.minCost') },
     maxTextChars: int('maxTextChars'),
     model: { dir: str('model.dir'), engine: str('model.engine') as EngineChoice, pollIntervalMs: int('model.pollIntervalMs') },
     metrics: { port: int('metrics.port'), host: str('metrics.host') },

@@ -5,11 +5,12 @@
  * Micro-batches close on count, bytes, characters or time, whichever comes first: the broker holds a
  * fetch until a micro-batch's worth of bytes is there or `batch.maxWaitMs` has passed, and the stage
  * cuts what arrives into micro-batches of at most `batch.maxRecords` records, `batch.maxBytes` bytes
- * and `batch.maxChars` characters of document text (the cost: inference time grows with the text).
+ * and documents of `batch.maxCost` cost (src/pipeline/cost.ts: characters plus a fixed amount per
+ * sentence; inference time grows with both).
  *
  * Two lanes. Offsets are committed in order per partition, so one heavy document (100k characters:
  * tens of seconds of inference on 2 cores) would hold every document behind it. A document of at
- * least `heavy.minChars` characters is therefore forwarded, as is, to the heavy topic inside its
+ * least `heavy.minCost` cost is therefore forwarded, as is, to the heavy topic inside its
  * micro-batch's transaction (exactly once, like an output), and annotated by a second consumer of this
  * process on that topic, whose engine calls yield to the normal lane's (src/pipeline/turns.ts).
  */
@@ -23,6 +24,7 @@ import { safeErrorMessage } from '../pipeline/logging.ts';
 import { ModelDirectoryWatcher, ModelSwitcher, type ModelCatalog } from '../pipeline/model-swap.ts';
 import { NO_STAGE_METRICS, type AssertionAssessor, type KnowledgeSource, type Logger, type ModelLoader, type ModelRequest, type StageMetrics } from '../pipeline/ports.ts';
 import { BatchProcessor, type BatchResult } from '../pipeline/processor.ts';
+import { documentCost } from '../pipeline/cost.ts';
 import { processInPieces } from '../pipeline/pieces.ts';
 import { EngineTurns, onTurns, type Lane } from '../pipeline/turns.ts';
 import { codecs, InvalidUtf8Error, type DeadLetterRecord } from './codecs.ts';
@@ -133,8 +135,8 @@ interface LaneState {
   takenOver: Set<number>;
   /** Serialises the producers' release on a rebalance with the next batch's takeover. */
   rejoined: Promise<void>;
-  /** Documents of at least this many characters are forwarded to the heavy lane (Infinity: none). */
-  forwardFromChars: number;
+  /** Documents of at least this cost (src/pipeline/cost.ts) are forwarded to the heavy lane (Infinity: none). */
+  forwardFromCost: number;
   maxRecords: number;
   /** While a fetched batch is being worked on: when it started, or the last commit in it (performance.now()), and its partition. */
   workingSince: number | null;
@@ -145,7 +147,7 @@ interface LaneState {
 const SOURCE_HEADER = 'rmbert-source';
 
 
-type Decoded = { ok: true; doc: Document } | { ok: false; error: unknown };
+type Decoded = { ok: true; doc: Document; cost: number } | { ok: false; error: unknown };
 
 interface PreparedBatch {
   topic: string;
@@ -160,7 +162,7 @@ interface PreparedBatch {
 
 /**
  * Cuts a fetched batch into micro-batches of at most maxRecords records, maxBytes bytes and maxCost
- * cost (the stage's cost of a record: its text's characters), at least one record each.
+ * cost (the stage's cost of a record: src/pipeline/cost.ts), at least one record each.
  */
 export function cutMicroBatches(messages: readonly KafkaMessage[], maxRecords: number, maxBytes: number, maxCost = Infinity, cost: (m: KafkaMessage) => number = () => 0): Chunk[] {
   const chunks: Chunk[] = [];
@@ -291,11 +293,11 @@ class Stage implements StageHandle {
 
     this.kafka = this.deps.kafka ?? createKafka(config.kafka, this.log);
     if (config.createTopics) await ensureTopics(this.kafka, config, this.log);
-    const heavyLane = config.heavy.minChars > 0;
+    const heavyLane = config.heavy.minCost > 0;
     const limitTopics = [config.topics.output, config.topics.deadLetter, ...(heavyLane ? [config.topics.heavy] : [])];
     this.limits = this.deps.produceLimits ?? (await readProduceLimits(this.kafka, limitTopics, this.log));
 
-    this.lanes.push(this.newLane('normal', config.topics.input, config.groupId, heavyLane ? config.heavy.minChars : Infinity, config.batch.maxRecords));
+    this.lanes.push(this.newLane('normal', config.topics.input, config.groupId, heavyLane ? config.heavy.minCost : Infinity, config.batch.maxRecords));
     // The heavy lane annotates one document per micro-batch, in its own group (its offsets are its own).
     if (heavyLane) this.lanes.push(this.newLane('heavy', config.topics.heavy, `${config.groupId}.heavy`, Infinity, 1));
     for (const lane of this.lanes) await this.connectLane(lane);
@@ -317,7 +319,7 @@ class Stage implements StageHandle {
     this.log.info('stage started', { input: config.topics.input, output: config.topics.output, groupId: config.groupId, heavyTopic: heavyLane ? config.topics.heavy : null });
   }
 
-  private newLane(name: Lane, inputTopic: string, groupId: string, forwardFromChars: number, maxRecords: number): LaneState {
+  private newLane(name: Lane, inputTopic: string, groupId: string, forwardFromCost: number, maxRecords: number): LaneState {
     return {
       name,
       inputTopic,
@@ -327,7 +329,7 @@ class Stage implements StageHandle {
       joined: false,
       takenOver: new Set(),
       rejoined: Promise.resolve(),
-      forwardFromChars,
+      forwardFromCost,
       maxRecords,
       workingSince: null,
       workingPartition: -1,
@@ -391,7 +393,8 @@ class Stage implements StageHandle {
     if (!d) {
       try {
         if (!m.value || m.value.length === 0) throw new RmBertError('record has no value');
-        d = { ok: true, doc: toDocument(codecs().emrDocument.decode(m.value)) };
+        const doc = toDocument(codecs().emrDocument.decode(m.value));
+        d = { ok: true, doc, cost: documentCost(doc.text) };
       } catch (error) {
         d = { ok: false, error };
       }
@@ -400,16 +403,16 @@ class Stage implements StageHandle {
     return d;
   }
 
-  /** A record's cost in a micro-batch: its text's characters (0 for one that does not decode, or goes to the heavy lane). */
+  /** A record's cost in a micro-batch (src/pipeline/cost.ts; 0 for one that does not decode, or goes to the heavy lane). */
   private cost(lane: LaneState, m: KafkaMessage): number {
     const d = this.decode(m);
     if (!d.ok) return 0;
-    const chars = d.doc.text.length;
-    return this.forwards(lane, chars) ? 0 : chars;
+    return this.forwards(lane, d) ? 0 : d.cost;
   }
 
-  private forwards(lane: LaneState, chars: number): boolean {
-    return chars >= lane.forwardFromChars && chars <= this.config.maxTextChars;
+  /** Whether the lane forwards this document to the heavy lane (one over the length limit is dead-lettered instead). */
+  private forwards(lane: LaneState, d: { doc: Document; cost: number }): boolean {
+    return d.cost >= lane.forwardFromCost && d.doc.text.length <= this.config.maxTextChars;
   }
 
   /**
@@ -456,7 +459,7 @@ class Stage implements StageHandle {
     lane.workingPartition = partition;
     try {
       const messages = await this.skipCommitted(lane, topic, partition, batch.messages, resolveOffset);
-      const chunks = cutMicroBatches(messages, lane.maxRecords, this.config.batch.maxBytes, this.config.batch.maxChars, (m) => this.cost(lane, m));
+      const chunks = cutMicroBatches(messages, lane.maxRecords, this.config.batch.maxBytes, this.config.batch.maxCost, (m) => this.cost(lane, m));
       for (const chunk of chunks) {
         if (!isRunning() || isStale() || rebalance !== null) break;
         const prepared = await this.prepare(lane, topic, partition, chunk);
@@ -539,7 +542,7 @@ class Stage implements StageHandle {
       const decoded = this.decode(m);
       this.decoded.delete(m);
       if (decoded.ok) {
-        if (this.forwards(lane, decoded.doc.text.length)) {
+        if (this.forwards(lane, decoded)) {
           const headers: IHeaders = { ...m.headers, [SOURCE_HEADER]: JSON.stringify({ topic, partition, offset: m.offset, timestamp: Number(m.timestamp) }) };
           unit.messages = [{ topic: this.config.topics.heavy, message: { key: m.key, value: m.value, headers } }];
           unit.forwarded = true;

@@ -255,8 +255,8 @@ export function accountHostile(
 ): HostileAccount {
   const outCount = new Map<string, number>();
   for (const o of outputs) {
-    const part = (o.record as unknown as { part?: { index: number } | null }).part;
-    if (part && part.index > 0) continue;
+    // A paged output counts once, by its part 0.
+    if (o.record.part > 0) continue;
     outCount.set(o.record.documentId, (outCount.get(o.record.documentId) ?? 0) + 1);
   }
   const deadCount = new Map<string, number>();

@@ -1,5 +1,5 @@
 /**
- * Issue 15 item 2: the heavy-document lane on the real Kafka. Documents of at least heavy.minChars
+ * Issue 15 item 2: the heavy-document lane on the real Kafka. Documents of at least heavy.minCost
  * characters are forwarded to the heavy topic inside their micro-batch's transaction and annotated by
  * the stage's second consumer; every input id still comes out exactly once (read_committed), a heavy
  * document's entities sit on its own text, and a heavy document that fails is dead-lettered with the
@@ -25,7 +25,7 @@ test('heavy documents go through their own lane: every id exactly once, spans on
   await writeRandomArtifact(path.join(modelDir, 'v1'), { seed: 21 });
   const kafka = testKafka();
   await createTopics(kafka, names, 1);
-  const config = stageConfig(names, modelDir, { 'heavy.minChars': 2000, 'knowledge.enabled': false, 'batch.maxRecords': 4 });
+  const config = stageConfig(names, modelDir, { 'heavy.minCost': 2000, 'knowledge.enabled': false, 'batch.maxRecords': 4 });
   assert.equal(config.topics.heavy, `${names.input}.heavy`);
   const samples = await sampleDocuments();
   const normal = (i: number): Document => ({ ...samples[i % samples.length], id: `normal-${i}` });
@@ -96,14 +96,14 @@ test('heavy documents go through their own lane: every id exactly once, spans on
   }
 });
 
-test('heavy.minChars 0: no lane, no heavy consumer, every document in its micro-batch', { timeout: 300_000 }, async () => {
+test('heavy.minCost 0: no lane, no heavy consumer, every document in its micro-batch', { timeout: 300_000 }, async () => {
   const names = testNames('stage-noheavy');
   const tmp = await tempDir('rmbert-noheavy');
   const modelDir = path.join(tmp.dir, 'models');
   await writeRandomArtifact(path.join(modelDir, 'v1'), { seed: 22 });
   const kafka = testKafka();
   await createTopics(kafka, names, 1);
-  const config = stageConfig(names, modelDir, { 'heavy.minChars': 0, 'knowledge.enabled': false, createTopics: false });
+  const config = stageConfig(names, modelDir, { 'heavy.minCost': 0, 'knowledge.enabled': false, createTopics: false });
   const samples = await sampleDocuments();
   const text = samples.map((d) => d.text).join('').repeat(10);
   const producer = await TestProducer.connect(kafka);

@@ -99,8 +99,8 @@ async function withStage(
     'batch.maxRecords': 32,
     'batch.maxBytes': 4 * 1024 * 1024,
     // These cases put large documents in one micro-batch on purpose: no cost cap, no heavy lane.
-    'batch.maxChars': 100_000_000,
-    'heavy.minChars': 0,
+    'batch.maxCost': 100_000_000,
+    'heavy.minCost': 0,
     ...options.overrides,
   });
   const knowledge = await openKnowledge(config, SILENT_LOGGER);
