@@ -127,3 +127,12 @@ test('group liveness: session timeout, heartbeat and rebalance timeout, with the
   assert.throws(() => buildConfig({ env: { ...base, RMBERT_KAFKA_SESSION_TIMEOUT_MS: '6000', RMBERT_KAFKA_HEARTBEAT_INTERVAL_MS: '2500' } }), /kafka.heartbeatIntervalMs: must be at most a third of kafka.sessionTimeoutMs/);
   assert.throws(() => buildConfig({ env: { ...base, RMBERT_KAFKA_SESSION_TIMEOUT_MS: '5000' } }), /kafka.sessionTimeoutMs \(RMBERT_KAFKA_SESSION_TIMEOUT_MS\): 5000 is outside 6000/);
 });
+
+test('micro-batch cost and the heavy-document lane: defaults, 0 turns the lane off, the heavy topic follows the input topic', () => {
+  const c = buildConfig({ env: base });
+  assert.deepEqual([c.batch.maxCost, c.heavy.minCost, c.topics.heavy], [20_000, 20_000, 'emr.documents.heavy']);
+  const off = buildConfig({ env: { ...base, RMBERT_HEAVY_DOC_COST: '0', RMBERT_INPUT_TOPIC: 'in', RMBERT_BATCH_MAX_COST: '5000' } });
+  assert.deepEqual([off.batch.maxCost, off.heavy.minCost, off.topics.heavy], [5000, 0, 'in.heavy']);
+  assert.equal(buildConfig({ env: { ...base, RMBERT_HEAVY_TOPIC: 'big-ones' } }).topics.heavy, 'big-ones');
+  assert.throws(() => buildConfig({ env: { ...base, RMBERT_HEAVY_TOPIC: 'emr.entities' } }), /topics.heavy: "emr.entities" is also topics.output/);
+});
