@@ -3,30 +3,14 @@
  * EntityAnnotations out on stdout; before the stage has created its topics, a clear refusal.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { test } from 'node:test';
 import { KAFKA_BROKERS } from '../../helpers/infra.ts';
-import { REPO_ROOT } from '../../helpers/paths.ts';
+import { spawnRmbert } from '../harness/serve.ts';
 import { writeRandomArtifact } from '../stream/artifact.ts';
 import { tempDir, testNames } from '../stream/harness.ts';
 
-const BIN = path.join(REPO_ROOT, 'bin/rmbert.js');
-
-function rmbert(args: string[], env: Record<string, string>, stdin?: string) {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-    stdio: [stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  if (stdin !== undefined) child.stdin!.end(stdin);
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, exited, out: () => stdout, err: () => stderr };
-}
+const rmbert = spawnRmbert;
 
 test('send: documents to a running stage, their entities back as JSON lines', { timeout: 240_000 }, async () => {
   const names = testNames('send-cli');

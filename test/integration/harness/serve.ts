@@ -69,11 +69,18 @@ export interface ServeProcess {
 }
 
 export function spawnServe(env: Record<string, string>, args: readonly string[] = []): ServeProcess {
-  const child = spawn(process.execPath, [RMBERT_BIN, 'serve', ...args], {
+  return spawnRmbert(['serve', ...args], env);
+}
+
+/** Any `rmbert` command as a child process (only PATH and HOME from this environment); `stdin` is written and closed. */
+export function spawnRmbert(args: readonly string[], env: Record<string, string>, stdin?: string): ServeProcess {
+  const child = spawn(process.execPath, [RMBERT_BIN, ...args], {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
+  if (stdin !== undefined) child.stdin.end(stdin);
+  else child.stdin.end();
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
