@@ -15,7 +15,8 @@
  * union those runs saw on dev and test as one file).
  * Variants: bert (no knowledge), kbert (knowledge, AdamW), rmbert (knowledge, RecAdam); the label of a run
  * is the variant's, whatever its head. Imported artifacts are kept in .cache/models/<run directory name>.
- * Writes benchmarks/results/<corpus>.{json,md}; all figures are percentages (summary.units = "percent").
+ * Writes benchmarks/results/<corpus>.{json,md} (or <name>.{json,md} with --name NAME); all figures are
+ * percentages (summary.units = "percent").
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -35,6 +36,7 @@ const { values } = parseArgs({
     run: { type: 'string', multiple: true, default: [] },
     kg: { type: 'string', multiple: true, default: [] },
     default: { type: 'string' },
+    name: { type: 'string' },
   },
 });
 const corpus = values.corpus as string;
@@ -51,6 +53,12 @@ for (const spec of values.run as string[]) {
     process.exit(2);
   }
   variants.set(variant, dirs.split(',').filter(Boolean));
+}
+// --name: results under another name than the corpus's (e.g. a one-seed recipe comparison beside the tables).
+const resultName = values.name ?? corpus;
+if (!/^[a-z0-9-]+$/.test(resultName)) {
+  log(`--name must be lower-case letters, digits and dashes (got "${resultName}")`);
+  process.exit(2);
 }
 const graphs = new Map<string, string>();
 for (const spec of values.kg as string[]) {
@@ -216,7 +224,9 @@ const summary = {
   perTypeBelowCrf: crf ? Object.fromEntries(types.map((t) => [t, round2(pct(crf.perType[t]) - variantSummary(defaultVariant).perTypeF1[t])])) : null,
   bestDevRun: shipped.run,
 };
-const command = `node --import tsx benchmarks/tables.ts --corpus ${corpus} ${(values.run as string[]).map((r) => `--run ${r}`).join(' ')} --default ${defaultVariant}`;
+const command =
+  `node --import tsx benchmarks/tables.ts --corpus ${corpus} ${(values.run as string[]).map((r) => `--run ${r}`).join(' ')} --default ${defaultVariant}` +
+  `${(values.kg as string[]).map((g) => ` --kg ${g}`).join('')}${values.name ? ` --name ${values.name}` : ''}`;
 const out = {
   command,
   machine: machineDescription(),
@@ -235,7 +245,7 @@ const out = {
     crf: crf ? 'benchmarks/results/crf.json (sklearn-crfsuite, character n-grams), test predictions in crf-' + corpus + '-test.predictions.jsonl' : null,
   },
 };
-writeFileSync(path.join(RESULTS, `${corpus}.json`), `${JSON.stringify(out, null, 1)}\n`);
+writeFileSync(path.join(RESULTS, `${resultName}.json`), `${JSON.stringify(out, null, 1)}\n`);
 
 const s = summary as unknown as Record<string, ReturnType<typeof variantSummary>>;
 const md = [
@@ -261,5 +271,5 @@ const md = [
   `Best of the default recipe's runs on dev (the one to ship if it beats the shipped model on dev): ${summary.bestDevRun}.`,
   '',
 ];
-writeFileSync(path.join(RESULTS, `${corpus}.md`), md.join('\n'));
+writeFileSync(path.join(RESULTS, `${resultName}.md`), md.join('\n'));
 console.log(JSON.stringify(summary, null, 1));
