@@ -588,9 +588,11 @@ async function faultsSection(quick: boolean) {
     }
     event(`input stopped: ${ids.length} documents and ${placed.length} hostile records`);
 
-    const drained = await tally.settle(ids, 300_000);
+    // Every normal, special and hostile id out (or the bounded wait over).
+    const hostileLost = () => accountHostile(placed, names.input, tally.outputs, tally.dead).unhandled.filter((u) => u.endsWith(': lost')).length;
+    const drained = (await tally.settle(ids, 300_000)) && (await waitFor('hostile cases out', () => hostileLost() === 0, 120_000, 500).then(() => true, () => false));
     const account = tally.account(ids);
-    const stalled = ids.filter((id) => !tally.counts().has(id)).length;
+    const stalled = ids.filter((id) => !tally.counts().has(id)).length + hostileLost();
     event(`drained: ${drained}, ${stalled} normal/special documents not out`);
     shutdowns.push(await terminate(a, 'member a2 at the end'));
     shutdowns.push(await terminate(b, 'member b2 at the end'));

@@ -14,12 +14,27 @@ import { segmentSentences } from './segment.ts';
 /** Characters per piece (about a hundred sentences of clinical text). */
 export const PIECE_CHARS = 4000;
 
-/** Start offsets of pieces of at least `pieceChars` characters, each starting at a sentence start (the first at 0). */
+/**
+ * Start offsets of pieces of at least `pieceChars` characters, each starting at a sentence start (the
+ * first at 0). A sentence longer than twice `pieceChars` (text without sentence ends) is cut every
+ * `pieceChars` characters, as the model's windows cut a long sentence anyway: an entity across such a
+ * cut is found as two.
+ */
 export function pieceStarts(text: string, pieceChars = PIECE_CHARS): number[] {
   const starts = [0];
+  const cutLong = (until: number) => {
+    while (until - starts[starts.length - 1] > 2 * pieceChars) {
+      let at = starts[starts.length - 1] + pieceChars;
+      // Never between the two halves of a surrogate pair.
+      if (at < text.length && text.charCodeAt(at) >= 0xdc00 && text.charCodeAt(at) <= 0xdfff) at++;
+      starts.push(at);
+    }
+  };
   for (const s of segmentSentences('', text)) {
+    cutLong(s.start);
     if (s.start - starts[starts.length - 1] >= pieceChars) starts.push(s.start);
   }
+  cutLong(text.length);
   return starts;
 }
 
@@ -30,7 +45,13 @@ function shift(entity: Entity, by: number): Entity {
 }
 
 /** Annotates one document in pieces (see above); the result is as for a micro-batch of that one document. */
-export async function processInPieces(processor: BatchProcessor, doc: Document, model: ModelRuntime, pieceChars = PIECE_CHARS): Promise<BatchResult> {
+export async function processInPieces(
+  processor: BatchProcessor,
+  doc: Document,
+  model: ModelRuntime,
+  options: { pieceChars?: number; beforePiece?: () => Promise<void> } = {},
+): Promise<BatchResult> {
+  const pieceChars = options.pieceChars ?? PIECE_CHARS;
   const starts = pieceStarts(doc.text, pieceChars);
   if (starts.length === 1) return processor.process([doc], model);
   const parts: Annotation[] = [];
@@ -39,6 +60,7 @@ export async function processInPieces(processor: BatchProcessor, doc: Document, 
   for (let i = 0; i < starts.length; i++) {
     // Let the rest of the process (the normal lane, heartbeats, commits) run between pieces.
     await new Promise<void>((resolve) => setImmediate(resolve));
+    await options.beforePiece?.();
     const from = starts[i];
     const to = i + 1 < starts.length ? starts[i + 1] : doc.text.length;
     const result = await processor.process([{ ...doc, text: doc.text.slice(from, to) }], model);

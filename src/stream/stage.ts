@@ -457,6 +457,8 @@ class Stage implements StageHandle {
     // partitionsConsumedConcurrently is 1: one batch at a time per lane, so one clock for stalls.
     lane.workingSince = performance.now();
     lane.workingPartition = partition;
+    // Heavy work waits while normal work is in progress (src/pipeline/turns.ts).
+    const normalDone = lane.name === 'normal' && this.lanes.length > 1 ? this.turns.normalBusy() : () => undefined;
     try {
       const messages = await this.skipCommitted(lane, topic, partition, batch.messages, resolveOffset);
       const chunks = cutMicroBatches(messages, lane.maxRecords, this.config.batch.maxBytes, this.config.batch.maxCost, (m) => this.cost(lane, m));
@@ -479,6 +481,7 @@ class Stage implements StageHandle {
         if (committing) await committing;
       } finally {
         lane.workingSince = null;
+        normalDone();
       }
     }
     // kafkajs rejoins the group when eachBatch throws a rebalance error, as when heartbeat() throws it.
@@ -575,7 +578,7 @@ class Stage implements StageHandle {
       await this.models.installStaged();
       const model = this.lanes.length > 1 ? onTurns(this.models.current, this.turns, lane.name) : this.models.current;
       // The heavy lane's one document, in pieces, so that the normal lane runs in between (src/pipeline/pieces.ts).
-      if (lane.name === 'heavy' && docs.length === 1) return processInPieces(this.processor, docs[0], model);
+      if (lane.name === 'heavy' && docs.length === 1) return processInPieces(this.processor, docs[0], model, { beforePiece: () => this.turns.normalIdle() });
       return this.processor.process(docs, model);
     }, this.retryOptions('micro-batch'));
 

@@ -16,7 +16,15 @@ test('pieces start at sentence starts, each at least the piece size, so no sente
   assert.deepEqual(pieced, segmentSentences('', text).map((s) => [s.start, s.end]));
 });
 
-test('a document without sentence ends, or shorter than a piece, is one piece', () => {
-  assert.deepEqual(pieceStarts('咳'.repeat(20_000), 500), [0]);
+test('a document shorter than a piece is one piece; a sentence over twice the piece size is cut every piece size', () => {
   assert.deepEqual(pieceStarts('头痛。发热。', 500), [0]);
+  assert.deepEqual(pieceStarts('咳'.repeat(900), 500), [0]);
+  assert.deepEqual(pieceStarts('咳'.repeat(2600), 500), [0, 500, 1000, 1500, 2000]);
+  // Never inside a surrogate pair.
+  const astral = '😷'.repeat(1300);
+  for (const at of pieceStarts(astral, 501)) assert.equal(at % 2, 0);
+  // A long unpunctuated stretch between ordinary sentences.
+  const mixed = `${'头痛。'.repeat(10)}${'咳'.repeat(3000)}。${'发热。'.repeat(10)}`;
+  const starts = pieceStarts(mixed, 1000);
+  assert.deepEqual(starts, [0, 1000, 2000, 3031], 'cut inside the long stretch, then at the next sentence start');
 });

@@ -101,3 +101,23 @@ test('a normal call goes before a heavy slice that has waited longer', async () 
   calls[2].release();
   assert.deepEqual([(await a).length, (await b).length, (await h).length], [1, 2, 5]);
 });
+
+test('heavy slices wait while the normal lane has work in progress, and go on when it ends (or after the longest wait)', async () => {
+  const { model, calls, nextCall } = gatedModel();
+  const turns = new EngineTurns(60_000);
+  const heavy = onTurns(model, turns, 'heavy', 4);
+  const done = turns.normalBusy();
+  const h = heavy.classify(sentences(3));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(calls.length, 0, 'no heavy slice while the normal lane works');
+  done();
+  done();
+  await nextCall(1);
+  calls[0].release();
+  assert.equal((await h).length, 3);
+  // The wait is bounded: this resolves although the normal lane stays busy.
+  const bounded = new EngineTurns(10);
+  const stillBusy = bounded.normalBusy();
+  await bounded.normalIdle();
+  stillBusy();
+});
