@@ -8,6 +8,7 @@
  * either way exactly once. accountHostile checks a run's outputs and dead letters against the cases.
  */
 import type { Document } from '../../../src/domain/index.ts';
+import { mulberry32 } from '../../../src/domain/random.ts';
 import { codecs, type DeadLetterRecord, type EntityAnnotationsRecord } from '../../../src/stream/codecs.ts';
 import { toEmrDocumentRecord } from '../../../src/stream/records.ts';
 
@@ -26,17 +27,6 @@ export interface HostileCase {
 export interface Placed extends HostileCase {
   partition: number;
   offset: string;
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Invalid UTF-8 sequences, 4 bytes each (the placeholder's length). */
